@@ -1,0 +1,47 @@
+"""Per-host circuit breakers for httpx, as a drop-in transport.
+
+::
+
+    import httpx
+    from breaker_transport import AsyncCircuitBreakerTransport, BreakerPolicy
+
+    client = httpx.AsyncClient(
+        transport=AsyncCircuitBreakerTransport(policy=BreakerPolicy(failure_threshold=5))
+    )
+"""
+
+import logging as _logging
+
+from ._events import BreakerListener
+from ._httpx import AsyncCircuitBreakerTransport, CircuitBreakerTransport, CircuitOpenError
+from ._policy import (
+    DEFAULT_FAILURE_EXCEPTIONS,
+    DEFAULT_FAILURE_STATUS_CODES,
+    TIME_WINDOW_BUCKETS,
+    BreakerPolicy,
+    FailureKind,
+)
+from ._types import CallEvent, CircuitState, CircuitStats, Mode, Outcome, StateChange
+
+__all__ = [
+    "DEFAULT_FAILURE_EXCEPTIONS",
+    "DEFAULT_FAILURE_STATUS_CODES",
+    "TIME_WINDOW_BUCKETS",
+    "AsyncCircuitBreakerTransport",
+    "BreakerListener",
+    "BreakerPolicy",
+    "CallEvent",
+    "CircuitBreakerTransport",
+    "CircuitOpenError",
+    "CircuitState",
+    "CircuitStats",
+    "FailureKind",
+    "Mode",
+    "Outcome",
+    "StateChange",
+]
+
+__version__ = "0.1.0"
+
+# A library logs; the application decides where logs go.
+_logging.getLogger("breaker_transport").addHandler(_logging.NullHandler())

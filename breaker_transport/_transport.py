@@ -1,0 +1,495 @@
+"""The transport logic shared by every flavour (httpx, httpx2) and both twins (sync, async).
+
+A flavour module subclasses ``AsyncBreakerCore``/``SyncBreakerCore`` together with its library's
+base transport, and sets the few class attributes that name library classes. Everything here is
+duck-typed on the request and response, so it serves any httpx-shaped library.
+
+The path of a request: ``_admit`` (key, clock, one locked state-machine step) -> the inner
+transport -> ``_track`` (classify the status; settle now if the body was pre-read, else wrap the
+stream) -> ``_finish_body`` when the body ends, fails or is closed -> ``_settle`` (one locked step).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar
+
+from ._circuit import FAILURE, SUCCESS, Ticket
+from ._classify import (
+    RETRY_AFTER_STATUSES,
+    ExceptionClassifier,
+    KindMap,
+    call_classifier,
+    parse_retry_after,
+)
+from ._events import BreakerListener, Dispatcher
+from ._keys import KeyMaker, PolicyResolver, key_for
+from ._policy import BreakerPolicy, FailureKind, coerce_mode
+from ._registry import Registry
+from ._stream import AsyncBody, SyncBody
+from ._types import CallEvent, CircuitState, CircuitStats, Mode, Outcome, StateChange
+
+logger = logging.getLogger("breaker_transport")
+
+_EXTENSION = "circuit_breaker"
+_OPTION_NAMES = frozenset({"bypass", "key"})
+
+KeyFunction = Callable[[Any], str]
+Fallback = Callable[[Any, Any], Any]
+Clock = Callable[[], float]
+
+
+def kind_map(module: Any) -> KindMap:
+    """``FailureKind`` -> exception classes of an httpx-shaped library module."""
+    names = {
+        FailureKind.CONNECT: "ConnectError",
+        FailureKind.CONNECT_TIMEOUT: "ConnectTimeout",
+        FailureKind.READ: "ReadError",
+        FailureKind.READ_TIMEOUT: "ReadTimeout",
+        FailureKind.WRITE: "WriteError",
+        FailureKind.WRITE_TIMEOUT: "WriteTimeout",
+        FailureKind.REMOTE_PROTOCOL: "RemoteProtocolError",
+        FailureKind.POOL_TIMEOUT: "PoolTimeout",
+        FailureKind.LOCAL_PROTOCOL: "LocalProtocolError",
+        FailureKind.UNSUPPORTED_PROTOCOL: "UnsupportedProtocol",
+        FailureKind.PROXY: "ProxyError",
+        FailureKind.CLOSE: "CloseError",
+    }
+    return {kind: (getattr(module, name),) for kind, name in names.items()}
+
+
+class CircuitOpenErrorMixin(Exception):
+    """What every flavour's ``CircuitOpenError`` carries: ``key``, ``retry_after``, ``state``."""
+
+    key: str
+    retry_after: float
+    state: CircuitState
+
+    def __init__(
+        self, key: str, retry_after: float, *, request: Any = None, state: CircuitState
+    ) -> None:
+        if math.isinf(retry_after):
+            when = "it is forced open until reset"
+        elif state is CircuitState.HALF_OPEN:
+            when = "it is half-open and every probe slot is taken; retry shortly"
+        else:
+            when = f"a probe is allowed in {retry_after:.3f}s"
+        super().__init__(f"circuit {key} is open: {when}", request=request)  # type: ignore[call-arg]
+        self.key = key
+        self.retry_after = retry_after
+        self.state = state
+
+
+def _check_callable(name: str, value: object) -> None:
+    if value is not None and not callable(value):
+        raise TypeError(
+            f"{name} must be a callable or None, got {value!r} ({type(value).__name__})"
+        )
+
+
+class BreakerCore:
+    """State, configuration and the operator API of one breaker transport."""
+
+    # Set by each flavour.
+    _library: ClassVar[str]
+    _kinds: ClassVar[KindMap]
+    _open_error: ClassVar[type[CircuitOpenErrorMixin]]
+    _response_type: ClassVar[type[Any]]
+    _url_type: ClassVar[type[Any]]
+
+    _inner: Any
+
+    def _setup(
+        self,
+        transport: Any,
+        *,
+        policy: BreakerPolicy | None,
+        per_host: Mapping[str, BreakerPolicy] | None,
+        key: KeyFunction | None,
+        on_state_change: Callable[[StateChange], object] | None,
+        fallback: Fallback | None,
+        clock: Clock | None,
+        max_circuits: int,
+        rng: random.Random | None,
+        listeners: Iterable[BreakerListener],
+    ) -> None:
+        if policy is None:
+            policy = BreakerPolicy()
+        elif not isinstance(policy, BreakerPolicy):
+            raise TypeError(
+                f"policy must be a BreakerPolicy or None, got {policy!r} ({type(policy).__name__})"
+            )
+        _check_callable("key", key)
+        _check_callable("fallback", fallback)
+        _check_callable("clock", clock)
+        if isinstance(max_circuits, bool) or not isinstance(max_circuits, int):
+            raise TypeError(
+                f"max_circuits must be an int >= 1, got {max_circuits!r} "
+                f"({type(max_circuits).__name__})"
+            )
+        if max_circuits < 1:
+            raise ValueError(f"max_circuits must be >= 1, got {max_circuits!r}")
+        if rng is not None and not isinstance(rng, random.Random):
+            raise TypeError(f"rng must be a random.Random or None, got {rng!r}")
+        self._inner = transport
+        self._resolver = PolicyResolver(policy, per_host)
+        self._registry = Registry(
+            self._resolver,
+            max_circuits=max_circuits,
+            rng=rng,
+            check_policy_per_request=key is not None,
+        )
+        self._lock = self._registry.lock
+        self._dispatch = Dispatcher(on_state_change, listeners)
+        self._default_key = KeyMaker(max_circuits)
+        self._key_fn = key
+        self._fallback = fallback
+        self._clock: Clock = clock if clock is not None else time.monotonic
+        self._classifiers: dict[int, ExceptionClassifier] = {}
+        self._key_errors: set[type] = set()
+        self._closed = False
+
+    # -- operator API --------------------------------------------------------------------------
+
+    @property
+    def policy(self) -> BreakerPolicy:
+        """The default policy (hosts that match no ``per_host`` pattern)."""
+        return self._resolver.default
+
+    def add_listener(self, listener: BreakerListener) -> None:
+        """Attach a listener (an exporter, say) after construction."""
+        self._dispatch.add(listener)
+
+    def _key_of(self, url_or_key: object) -> str:
+        if isinstance(url_or_key, str):
+            return key_for(url_or_key)
+        if isinstance(url_or_key, self._url_type):
+            return self._default_key(url_or_key)
+        raise TypeError(
+            f"expected a URL or a circuit key (str), got {url_or_key!r} "
+            f"({type(url_or_key).__name__})"
+        )
+
+    def _locked(self, action: Callable[[float], Any]) -> Any:
+        now = self._clock()
+        with self._lock:
+            result = action(now)
+            events = self._registry.drain()
+        if events:
+            self._dispatch.emit(events)
+        return result
+
+    def state(self, url_or_key: object) -> CircuitState:
+        """The state of a circuit; a key with no circuit yet reads as CLOSED."""
+        key = self._key_of(url_or_key)
+
+        def read(now: float) -> CircuitState:
+            circuit = self._registry.get(key)
+            if circuit is None:
+                return CircuitState.CLOSED
+            circuit.refresh(now)
+            return circuit.state
+
+        state: CircuitState = self._locked(read)
+        return state
+
+    def stats(self) -> Mapping[str, CircuitStats]:
+        """A snapshot of every circuit, by key."""
+
+        def read(now: float) -> dict[str, CircuitStats]:
+            return {k: c.snapshot(now) for k, c in self._registry.circuits.items()}
+
+        snapshot: dict[str, CircuitStats] = self._locked(read)
+        return snapshot
+
+    def reset(self, url_or_key: object = None) -> None:
+        """Close a circuit and clear its counters; None resets every circuit."""
+        key = None if url_or_key is None else self._key_of(url_or_key)
+
+        def act(now: float) -> None:
+            if key is None:
+                for each in self._registry.circuits.values():
+                    each.reset(now)
+            else:
+                circuit = self._registry.get(key)
+                if circuit is not None:
+                    circuit.reset(now)
+
+        self._locked(act)
+
+    def force_open(self, url_or_key: object) -> None:
+        """Hold a circuit open (no probes) until ``reset``; creates the circuit if needed."""
+        key = self._key_of(url_or_key)
+        self._locked(lambda now: self._registry.get_or_create(key).force_open(now))
+
+    def set_mode(self, mode: Mode | str, url_or_key: object = None) -> None:
+        """``"enforce"``, ``"observe"`` or ``"disabled"``, for one circuit or (None) for all,
+        existing and future. Counts are kept."""
+        value = coerce_mode(mode, "set_mode(mode)")
+        key = None if url_or_key is None else self._key_of(url_or_key)
+        self._locked(lambda now: self._registry.set_mode(value, key))
+
+    # -- the request path ----------------------------------------------------------------------
+
+    def _request_key(self, request: Any) -> str:
+        key_fn = self._key_fn
+        if key_fn is None:
+            return self._default_key(request.url)
+        try:
+            key = key_fn(request)
+        except Exception as exc:
+            self._report_key_error(type(exc), "the key= callable raised", exc)
+            return self._default_key(request.url)
+        if type(key) is not str or not key:
+            self._report_key_error(
+                type(key), f"the key= callable returned {key!r}, not a non-empty str", None
+            )
+            return self._default_key(request.url)
+        return key
+
+    def _report_key_error(self, kind: type, message: str, exc: BaseException | None) -> None:
+        # Logged once per kind of error at ERROR (then at DEBUG): a broken key= must not flood logs.
+        level = logging.DEBUG if kind in self._key_errors else logging.ERROR
+        self._key_errors.add(kind)
+        logger.log(
+            level, "%s; using the request's origin as its circuit key", message, exc_info=exc
+        )
+
+    def _read_options(self, options: object, request: Any) -> tuple[str, bool]:
+        if not isinstance(options, Mapping):
+            raise TypeError(
+                f'request.extensions["{_EXTENSION}"] must be a dict with "bypass" and/or "key", '
+                f"got {options!r} ({type(options).__name__})"
+            )
+        unknown = set(options) - _OPTION_NAMES
+        if unknown:
+            raise ValueError(
+                f'request.extensions["{_EXTENSION}"] has unknown option(s) '
+                f"{sorted(map(str, unknown))}; "
+                'known: "bypass", "key"'
+            )
+        bypass = options.get("bypass", False)
+        if not isinstance(bypass, bool):
+            raise TypeError(
+                f'request.extensions["{_EXTENSION}"]["bypass"] must be a bool, got {bypass!r}'
+            )
+        key = options.get("key")
+        if key is None:
+            key = self._request_key(request)
+        elif type(key) is not str or not key:
+            raise TypeError(
+                f'request.extensions["{_EXTENSION}"]["key"] must be a non-empty str, got {key!r}'
+            )
+        return key, bypass
+
+    def _admit(self, request: Any) -> Ticket | str | Any:
+        """A Ticket; or a key (str) to pass the request through uncounted; or a fallback
+        response. Raises the flavour's ``CircuitOpenError`` when rejecting without a fallback."""
+        options = request.extensions.get(_EXTENSION)
+        if options is None:
+            key = (
+                self._default_key(request.url)
+                if self._key_fn is None
+                else self._request_key(request)
+            )
+        else:
+            key, bypass = self._read_options(options, request)
+            if bypass:
+                return key
+        now = self._clock()
+        lock = self._lock
+        registry = self._registry
+        lock.acquire()
+        try:
+            result = registry.admit(key, request.url, now)
+            events = registry.drain()
+        finally:
+            lock.release()
+        if events is not None:
+            self._dispatch.emit(events)
+        if result.__class__ is Ticket:
+            return result
+        if result is None:
+            return key  # disabled
+        return self._reject(request, key, result)  # type: ignore[arg-type]
+
+    def _reject(self, request: Any, key: str, retry_after: float) -> Any:
+        state = CircuitState.HALF_OPEN if retry_after == 0.0 else CircuitState.OPEN
+        if self._dispatch.call_listeners:
+            self._dispatch.call(CallEvent(key, "rejected", state, None))
+        error = self._open_error(key, retry_after, request=request, state=state)
+        if self._fallback is None:
+            raise error
+        response: Any = self._fallback(request, error)
+        if not isinstance(response, self._response_type):
+            raise TypeError(
+                f"fallback must return an {self._library}.Response, got {response!r} "
+                f"({type(response).__name__})"
+            )
+        response.extensions[_EXTENSION] = {"key": key, "state": state, "rejected": True}
+        return response
+
+    def _pass_through_info(self, key: str) -> dict[str, Any]:
+        return {"key": key, "state": None, "bypassed": True}
+
+    def _track(self, ticket: Ticket, request: Any, response: Any, body: type[Any]) -> Any:
+        """Classify the headers; settle a pre-read response now, else wrap its stream."""
+        circuit = ticket.circuit
+        policy = circuit.policy
+        response.extensions[_EXTENSION] = {"key": circuit.key, "state": ticket.state}
+        status = response.status_code
+        outcome = FAILURE if status in policy.failure_status_codes else SUCCESS
+        hint = None
+        if status in RETRY_AFTER_STATUSES and policy.respect_retry_after:
+            hint = self._retry_after_hint(response)
+        slow = False
+        now = None
+        if policy.slow_call_duration is not None:
+            now = self._clock()
+            slow = now - ticket.admitted_at > policy.slow_call_duration
+        if response.is_closed:  # pre-read (MockTransport): its stream will never be closed again
+            if policy.classify is not None:
+                outcome = call_classifier(policy, request, response, None) or outcome
+            self._settle(ticket, outcome, slow, hint, now)
+            return response
+        ref = weakref.ref(response) if policy.classify is not None else None
+        response.stream = body(response.stream, self, ticket, request, ref, outcome, slow, hint)
+        return response
+
+    def _retry_after_hint(self, response: Any) -> float | None:
+        value = response.headers.get("retry-after")
+        if value is None:
+            return None
+        return parse_retry_after(value, response.headers.get("date"), time.time())
+
+    def _exception_outcome(
+        self, ticket: Ticket, request: Any, response: Any, exc: BaseException
+    ) -> Outcome:
+        policy = ticket.circuit.policy
+        classifier = self._classifiers.get(id(policy))
+        if classifier is None:
+            classifier = self._classifiers[id(policy)] = ExceptionClassifier(policy, self._kinds)
+        outcome = classifier.outcome(exc)
+        if policy.classify is not None and isinstance(exc, Exception):
+            outcome = call_classifier(policy, request, response, exc) or outcome
+        return outcome
+
+    def _settle_exception(self, ticket: Ticket, request: Any, exc: BaseException) -> None:
+        """The inner transport raised before any response."""
+        self._settle(ticket, self._exception_outcome(ticket, request, None, exc), False, None, None)
+
+    def _finish_body(
+        self,
+        ticket: Ticket,
+        request: Any,
+        response_ref: Any,
+        outcome: Outcome,
+        slow: bool,
+        hint: float | None,
+        exc: BaseException | None,
+    ) -> None:
+        """The body ended (exc None), failed, or was closed: settle with the final verdict."""
+        response = response_ref() if response_ref is not None else None
+        if exc is not None:
+            outcome = self._exception_outcome(ticket, request, response, exc)
+            hint = None
+        elif response is not None:
+            outcome = call_classifier(ticket.circuit.policy, request, response, None) or outcome
+        self._settle(ticket, outcome, slow, hint, None)
+
+    def _settle(
+        self, ticket: Ticket, outcome: Outcome, slow: bool, hint: float | None, now: float | None
+    ) -> None:
+        if now is None:
+            now = self._clock()
+        lock = self._lock
+        lock.acquire()
+        try:
+            stale = ticket.circuit.settle(ticket, outcome, slow, now, hint)
+            events = self._registry.drain()
+        finally:
+            lock.release()
+        if events is not None:
+            self._dispatch.emit(events)
+        if self._dispatch.call_listeners:
+            result = "rejected" if ticket.shadow else outcome.value
+            self._dispatch.call(
+                CallEvent(
+                    ticket.circuit.key,
+                    result,
+                    ticket.state,
+                    now - ticket.admitted_at,
+                    slow,
+                    stale,
+                    ticket.shadow,
+                )
+            )
+
+
+class AsyncBreakerCore(BreakerCore):
+    """The async twin: an ``AsyncBaseTransport``-shaped class over the shared core."""
+
+    _body: ClassVar[type[AsyncBody]]
+
+    async def handle_async_request(self, request: Any) -> Any:
+        admission = self._admit(request)
+        if admission.__class__ is not Ticket:
+            if admission.__class__ is not str:
+                return admission  # the fallback's response
+            response = await self._inner.handle_async_request(request)
+            response.extensions[_EXTENSION] = self._pass_through_info(admission)
+            return response
+        try:
+            response = await self._inner.handle_async_request(request)
+        except BaseException as exc:
+            self._settle_exception(admission, request, exc)
+            raise
+        return self._track(admission, request, response, self._body)
+
+    async def __aenter__(self: Any) -> Any:
+        await self._inner.__aenter__()
+        return self
+
+    async def aclose(self) -> None:
+        """Close the inner transport (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._inner.aclose()
+
+
+class SyncBreakerCore(BreakerCore):
+    """The sync twin: a ``BaseTransport``-shaped class, safe to share across threads."""
+
+    _body: ClassVar[type[SyncBody]]
+
+    def handle_request(self, request: Any) -> Any:
+        admission = self._admit(request)
+        if admission.__class__ is not Ticket:
+            if admission.__class__ is not str:
+                return admission
+            response = self._inner.handle_request(request)
+            response.extensions[_EXTENSION] = self._pass_through_info(admission)
+            return response
+        try:
+            response = self._inner.handle_request(request)
+        except BaseException as exc:
+            self._settle_exception(admission, request, exc)
+            raise
+        return self._track(admission, request, response, self._body)
+
+    def __enter__(self: Any) -> Any:
+        self._inner.__enter__()
+        return self
+
+    def close(self) -> None:
+        """Close the inner transport (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._inner.close()
