@@ -141,10 +141,10 @@ class Circuit:
             if now < self.open_until:
                 return self._reject(self.open_until - now, now)
             self._transition(HALF_OPEN, "recovery timeout elapsed", now)
+        if self.probes:
+            self._expire_probes(now)
         probes = self.probes
         assert probes is not None
-        if probes:
-            self._expire_probes(now)
         if len(probes) < self.policy.half_open_max_calls:
             self.in_flight += 1
             ticket = Ticket(self, self.generation, now, HALF_OPEN, True, False)
