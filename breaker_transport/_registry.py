@@ -64,12 +64,17 @@ class Registry:
         return circuit.admit(now)
 
     def drain(self) -> list[Event] | None:
-        """*locked* The transitions and evictions produced since the last drain."""
+        """*locked* The transitions and evictions produced since the last drain.
+
+        The pending list is emptied in place, never replaced, so the transport can keep a
+        reference to it and skip this call on the hot path while it is empty.
+        """
         events = self.context.events
         if not events:
             return None
-        self.context.events = []
-        return events
+        drained = events.copy()
+        events.clear()
+        return drained
 
     # -- operations (locked) -------------------------------------------------------------------
 

@@ -145,6 +145,8 @@ class BreakerCore:
             check_policy_per_request=key is not None,
         )
         self._lock = self._registry.lock
+        # Transitions and evictions waiting to be emitted; empty on almost every call (see drain).
+        self._pending = self._registry.context.events
         self._dispatch = Dispatcher(on_state_change, listeners)
         self._default_key = KeyMaker(max_circuits)
         self._key_fn = key
@@ -307,7 +309,7 @@ class BreakerCore:
         lock.acquire()
         try:
             result = registry.admit(key, request.url, now)
-            events = registry.drain()
+            events = registry.drain() if self._pending else None
         finally:
             lock.release()
         if events is not None:
@@ -411,7 +413,7 @@ class BreakerCore:
         lock.acquire()
         try:
             stale = ticket.circuit.settle(ticket, outcome, slow, now, hint)
-            events = self._registry.drain()
+            events = self._registry.drain() if self._pending else None
         finally:
             lock.release()
         if events is not None:
