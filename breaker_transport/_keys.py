@@ -57,7 +57,15 @@ def make_key(scheme: str, host: str, port: int | None) -> str:
 
 
 class KeyMaker:
-    """The default ``key=``: a request's origin, memoised per (scheme, host, port)."""
+    """The default ``key=``: a request's origin.
+
+    httpx hands over the scheme and host already lower-cased and punycoded, and an IPv4 host
+    already in its canonical dotted form, so for most hosts the key is just ``scheme://host``
+    (plus a non-default port), built on every call: a memo per host would keep its parts alive
+    for as long as the circuit lives, and cost more memory than the circuit itself. Hosts that
+    need more work (IPv6 literals, a trailing dot) and URL types other than httpx's take the full
+    route, memoised per (scheme, host, port) in a bounded cache.
+    """
 
     __slots__ = ("_cache", "_limit")
 
@@ -70,12 +78,21 @@ class KeyMaker:
             # httpx keeps the parsed, already-normalised parts here; reading them is 4x cheaper
             # than the public properties. The public route below serves any other URL type.
             ref = url._uri_reference
-            parts = (ref.scheme, ref.host, ref.port)
         except AttributeError:
-            parts = (url.scheme, url.raw_host.decode("ascii"), url.port)
+            return self._memoised(url.scheme, url.raw_host.decode("ascii"), url.port)
+        host = ref.host
+        if host and host[-1] != "." and ":" not in host:  # canonical already (see above)
+            port = ref.port
+            if port is None or DEFAULT_PORTS.get(ref.scheme) == port:
+                return f"{ref.scheme}://{host}"
+            return f"{ref.scheme}://{host}:{port}"
+        return self._memoised(ref.scheme, host, ref.port)
+
+    def _memoised(self, scheme: str, host: str, port: int | None) -> str:
+        parts = (scheme, host, port)
         key = self._cache.get(parts)
         if key is None:
-            key = make_key(*parts)
+            key = make_key(scheme, host, port)
             if len(self._cache) >= self._limit:
                 self._cache.clear()
             self._cache[parts] = key

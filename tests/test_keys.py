@@ -40,9 +40,17 @@ def test_a_string_without_scheme_is_a_key_as_it_is() -> None:
 
 def test_key_maker_cache_is_bounded() -> None:
     maker = KeyMaker(10)
-    for n in range(5000):
-        maker(httpx.URL(f"https://h{n}.example/"))
+    for n in range(5000):  # trailing-dot hosts take the memoised route
+        assert maker(httpx.URL(f"https://h{n}.example./")) == f"https://h{n}.example"
     assert len(maker._cache) <= 1024
+
+
+def test_key_maker_keeps_nothing_per_plain_host() -> None:
+    maker = KeyMaker(10)
+    for n in range(100):
+        assert maker(httpx.URL(f"https://H{n}.Example:8443/")) == f"https://h{n}.example:8443"
+        assert maker(httpx.URL(f"http://10.0.0.{n}:80/")) == f"http://10.0.0.{n}"
+    assert maker._cache == {}
 
 
 @pytest.mark.parametrize(
