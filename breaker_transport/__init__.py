@@ -13,7 +13,13 @@
 import logging as _logging
 
 from ._events import BreakerListener
-from ._httpx import AsyncCircuitBreakerTransport, CircuitBreakerTransport, CircuitOpenError
+from ._httpx import (
+    AsyncCircuitBreakerTransport,
+    CircuitBreakerTransport,
+    CircuitOpenError,
+    async_breaker_client,
+    breaker_client,
+)
 from ._policy import (
     DEFAULT_FAILURE_EXCEPTIONS,
     DEFAULT_FAILURE_STATUS_CODES,
@@ -39,6 +45,8 @@ __all__ = [
     "Mode",
     "Outcome",
     "StateChange",
+    "async_breaker_client",
+    "breaker_client",
 ]
 
 __version__ = "0.1.0"

@@ -6,8 +6,12 @@ Thin on purpose: it names httpx's classes and forwards to the shared core. The h
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
 import httpx
 
+from ._factory import build_client
 from ._stream import AsyncBody, SyncBody
 from ._transport import (
     AsyncBreakerCore,
@@ -18,10 +22,19 @@ from ._transport import (
     kind_map,
 )
 
+if TYPE_CHECKING:
+    from typing_extensions import Self, Unpack
+
+    from ._factory import HTTPBreakerOptions
+
+    Options = HTTPBreakerOptions[httpx.Limits, "httpx.URL | str | httpx.Proxy"]
+
 __all__ = [
     "AsyncCircuitBreakerTransport",
     "CircuitBreakerTransport",
     "CircuitOpenError",
+    "async_breaker_client",
+    "breaker_client",
 ]
 
 
@@ -45,13 +58,20 @@ class _SyncBody(SyncBody, httpx.SyncByteStream):
 
 
 class _Httpx(BreakerCore[TransportT]):
-    """What the core needs to know about httpx."""
+    """What the core needs to know about httpx, and the typed ``over_http``."""
 
     _library = "httpx"
     _kinds = kind_map(httpx)
     _open_error = CircuitOpenError
     _response_type = httpx.Response
     _url_type = httpx.URL
+
+    @classmethod
+    def over_http(cls, **options: Unpack[Options]) -> Self:
+        """A breaker over ``httpx.(Async)HTTPTransport(verify=, cert=, http2=, limits=, proxy=,
+        ...)``: the settings a client given ``transport=`` would otherwise ignore. The other
+        options are the breaker's (``policy=``, ``per_host=`` ...)."""
+        return cls._over_http(options)
 
 
 class AsyncCircuitBreakerTransport(
@@ -94,3 +114,29 @@ class CircuitBreakerTransport(
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         response: httpx.Response = SyncBreakerCore.handle_request(self, request)
         return response
+
+
+def async_breaker_client(
+    breaker: AsyncCircuitBreakerTransport,
+    *,
+    mounts: Mapping[str, httpx.AsyncBaseTransport | None] | None = None,
+    trust_env: bool = True,
+    **client_options: Any,
+) -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient`` whose every request goes through ``breaker``: each of ``mounts``
+    and each environment proxy (when ``trust_env`` and the breaker came from ``over_http``) is
+    wrapped by a twin sharing its circuits. ``client_options`` are the other ``AsyncClient``
+    options (``timeout``, ``headers``, ``base_url`` ...); transport settings (``verify``,
+    ``http2``, ``limits``, ``proxy`` ...) belong to ``over_http`` and are refused here."""
+    return build_client(httpx.AsyncClient, breaker, mounts, trust_env, client_options)
+
+
+def breaker_client(
+    breaker: CircuitBreakerTransport,
+    *,
+    mounts: Mapping[str, httpx.BaseTransport | None] | None = None,
+    trust_env: bool = True,
+    **client_options: Any,
+) -> httpx.Client:
+    """The ``httpx.Client`` twin of ``async_breaker_client``."""
+    return build_client(httpx.Client, breaker, mounts, trust_env, client_options)
