@@ -44,7 +44,11 @@ class Flavour:
         return exc
 
     def scripted(self, *steps: Any) -> Scripted:
-        return Scripted(self, steps)
+        # A subclass of the library's base transports too: some wrappers (httpx-retries) check.
+        lib = self.lib
+        kind = type("Scripted", (Scripted, lib.BaseTransport, lib.AsyncBaseTransport), {})
+        scripted: Scripted = kind(self, steps)
+        return scripted
 
     def mock(self, *statuses: int) -> Any:
         """A MockTransport answering ``statuses`` in turn (pre-read responses), sync and async."""
@@ -75,7 +79,8 @@ class Scripted:
     """An inner transport (sync and async) that plays ``steps`` in order, one per request.
 
     A step is a status (a streaming response with body ``b"chunk-1chunk-2"``), an exception name
-    (raised before any response), or ``(status, "ReadError")``: the first chunk, then that error.
+    (raised before any response), ``(status, "ReadError")``: the first chunk, then that error, or
+    ``(status, {headers})``.
     ``sent`` counts the requests that reached it.
     """
 
@@ -95,11 +100,14 @@ class Scripted:
         step = self.steps.popleft()
         if isinstance(step, str):
             raise getattr(self.flavour.lib, step)(f"scripted {step}", request=request)
-        status, fail = (step, None) if isinstance(step, int) else step
-        error = (
-            None if fail is None else getattr(self.flavour.lib, fail)(f"scripted {fail} mid-body")
+        status, extra = (step, None) if isinstance(step, int) else step
+        headers = extra if isinstance(extra, dict) else {}
+        error = None
+        if isinstance(extra, str):
+            error = getattr(self.flavour.lib, extra)(f"scripted {extra} mid-body")
+        return self.flavour.lib.Response(
+            status, headers=headers, stream=self._body(error), request=request
         )
-        return self.flavour.lib.Response(status, stream=self._body(error), request=request)
 
     def handle_request(self, request: Any) -> Any:
         return self._respond(request)
