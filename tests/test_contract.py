@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import threading
 
+import anyio
 import pytest
 
 from breaker_transport import BreakerPolicy, CircuitState, FailureKind
-from breaker_transport.testing import ManualClock, assert_state
+from breaker_transport.testing import ManualClock, assert_state, open_circuit
 
 from .flavours import Flavour, load
 from .servers import FlakyServer
@@ -219,3 +220,106 @@ async def test_against_a_real_server_that_fails_and_recovers(
         assert (await client.get(server.url)).text == "ok"
     assert_state(breaker, server.url, "closed")
     assert server.hits == 4
+
+
+class _Gate:
+    """An inner transport (async) that holds every call until ``release`` is set."""
+
+    def __init__(self, flavour: Flavour) -> None:
+        self.flavour = flavour
+        self.release = anyio.Event()
+        self.entered = 0
+
+    async def handle_async_request(self, request: object) -> object:
+        self.entered += 1
+        await self.release.wait()
+        return self.flavour.lib.Response(200, content=b"probe")
+
+    async def aclose(self) -> None:
+        pass
+
+    async def __aenter__(self) -> _Gate:
+        return self
+
+
+async def test_half_open_admits_exactly_the_probe_limit_of_many_concurrent_tasks(
+    flavour: Flavour, clock: ManualClock
+) -> None:
+    gate = _Gate(flavour)
+    policy = BreakerPolicy(failure_threshold=1, recovery_timeout=1.0, half_open_max_calls=3)
+    breaker = flavour.Async(gate, policy=policy, clock=clock)
+    open_circuit(breaker, URL)
+    clock.advance(1.0)
+    results: list[str] = []
+    async with flavour.lib.AsyncClient(transport=breaker) as client:
+
+        async def one() -> None:
+            try:
+                await client.get(URL)
+                results.append("sent")
+            except flavour.CircuitOpenError as exc:
+                results.append(f"rejected {exc.retry_after} {exc.state.value}")
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as group:
+                for _ in range(50):
+                    group.start_soon(one)
+                while len(results) < 47:  # every task but the probes was admitted or rejected
+                    await anyio.sleep(0)
+                assert gate.entered == 3
+                gate.release.set()
+    assert sorted(results) == ["rejected 0.0 half_open"] * 47 + ["sent"] * 3
+    assert_state(breaker, KEY, "closed")
+
+
+async def test_a_cancelled_probe_frees_its_slot_and_is_ignored(
+    flavour: Flavour, clock: ManualClock
+) -> None:
+    gate = _Gate(flavour)
+    breaker = flavour.Async(gate, policy=BreakerPolicy(failure_threshold=1), clock=clock)
+    open_circuit(breaker, URL)
+    clock.advance(60.0)
+    async with flavour.lib.AsyncClient(transport=breaker) as client:
+        with anyio.move_on_after(10) as scope:
+            async with anyio.create_task_group() as group:
+                group.start_soon(client.get, URL)
+                while gate.entered == 0:
+                    await anyio.sleep(0)
+                group.cancel_scope.cancel()
+        assert not scope.cancelled_caught
+        assert_state(breaker, KEY, "half_open")
+        gate.release.set()
+        assert (await client.get(URL)).content == b"probe"  # the slot was free again
+    stats = breaker.stats()[KEY]
+    assert (stats.state.value, stats.ignored, stats.successes, stats.in_flight) == (
+        "closed",
+        1,
+        1,
+        0,
+    )
+
+
+async def test_bypass_and_per_request_keys(flavour: Flavour, clock: ManualClock) -> None:
+    breaker = flavour.Async(flavour.mock(500, 500, 200), clock=clock)
+    breaker.force_open(KEY)
+    async with flavour.lib.AsyncClient(transport=breaker) as client:
+        health = await client.get(URL, extensions={"circuit_breaker": {"bypass": True}})
+        assert health.extensions["circuit_breaker"] == {"key": KEY, "state": None, "bypassed": True}
+        tenant = await client.get(URL, extensions={"circuit_breaker": {"key": "tenant-a"}})
+        assert tenant.status_code == 500
+        with pytest.raises(ValueError, match="unknown option"):
+            await client.get(URL, extensions={"circuit_breaker": {"bypas": True}})
+    assert (breaker.stats()["tenant-a"].failures, breaker.stats()[KEY].failures) == (1, 0)
+
+
+async def test_close_is_idempotent_and_reaches_the_inner_transport(flavour: Flavour) -> None:
+    inner = flavour.scripted()
+    breaker = flavour.Async(inner)
+    async with breaker as entered:
+        assert entered is breaker
+    await breaker.aclose()
+    sync_inner = flavour.scripted()
+    with flavour.Sync(sync_inner) as sync_breaker:
+        pass
+    sync_breaker.close()
+    assert (inner.closed, sync_inner.closed) == (1, 1)
