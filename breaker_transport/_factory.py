@@ -77,16 +77,18 @@ HIDDEN_CLIENT_OPTIONS = frozenset({"verify", "cert", "http1", "http2", "limits",
 
 def build_client(
     client_class: Callable[..., ClientT],
+    breaker_class: type[BreakerCore[Any]],
     breaker: BreakerCore[Any],
     mounts: Mapping[str, Any] | None,
     trust_env: bool,
     options: Mapping[str, Any],
 ) -> ClientT:
     """``client_class(transport=breaker, mounts=<every mount wrapped>, ...)``."""
-    if not isinstance(breaker, BreakerCore):
+    if not isinstance(breaker, breaker_class):
         raise TypeError(
-            f"breaker must be a breaker transport (build one with "
-            f"AsyncCircuitBreakerTransport.over_http(...)), got {breaker!r} "
+            f"breaker must be a breaker transport of the kind {client_class.__qualname__} "
+            f"takes: an {breaker_class._library} {breaker_class.__qualname__} (build one with "
+            f"{breaker_class.__qualname__}.over_http(...)), got {breaker!r} "
             f"({type(breaker).__name__})"
         )
     for name in ("transport", *sorted(HIDDEN_CLIENT_OPTIONS)):

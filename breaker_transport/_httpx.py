@@ -128,7 +128,9 @@ def async_breaker_client(
     wrapped by a twin sharing its circuits. ``client_options`` are the other ``AsyncClient``
     options (``timeout``, ``headers``, ``base_url`` ...); transport settings (``verify``,
     ``http2``, ``limits``, ``proxy`` ...) belong to ``over_http`` and are refused here."""
-    return build_client(httpx.AsyncClient, breaker, mounts, trust_env, client_options)
+    return build_client(
+        httpx.AsyncClient, AsyncCircuitBreakerTransport, breaker, mounts, trust_env, client_options
+    )
 
 
 def breaker_client(
@@ -139,4 +141,6 @@ def breaker_client(
     **client_options: Any,
 ) -> httpx.Client:
     """The ``httpx.Client`` twin of ``async_breaker_client``."""
-    return build_client(httpx.Client, breaker, mounts, trust_env, client_options)
+    return build_client(
+        httpx.Client, CircuitBreakerTransport, breaker, mounts, trust_env, client_options
+    )

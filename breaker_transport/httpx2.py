@@ -126,7 +126,9 @@ def async_breaker_client(
 ) -> httpx2.AsyncClient:
     """An ``httpx2.AsyncClient`` whose every request (mounts and environment proxies included)
     goes through ``breaker``; see ``breaker_transport.async_breaker_client``."""
-    return build_client(httpx2.AsyncClient, breaker, mounts, trust_env, client_options)
+    return build_client(
+        httpx2.AsyncClient, AsyncCircuitBreakerTransport, breaker, mounts, trust_env, client_options
+    )
 
 
 def breaker_client(
@@ -137,4 +139,6 @@ def breaker_client(
     **client_options: Any,
 ) -> httpx2.Client:
     """The ``httpx2.Client`` twin of ``async_breaker_client``."""
-    return build_client(httpx2.Client, breaker, mounts, trust_env, client_options)
+    return build_client(
+        httpx2.Client, CircuitBreakerTransport, breaker, mounts, trust_env, client_options
+    )

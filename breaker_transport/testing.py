@@ -164,7 +164,8 @@ def assert_stats(transport: _Inspectable, url_or_key: object, **expected: Any) -
 def open_circuit(transport: BreakerCore[Any], url: str) -> CircuitStats:
     """Open the circuit of ``url`` as consecutive failures would, without sending a request.
 
-    The failures go through the same state machine as real ones (they count in ``failures``;
+    The circuit is the one of the URL's origin (a ``key=`` function is not consulted). The
+    failures go through the same state machine as real ones (they count in ``failures``;
     listeners hear the transition) until the circuit's own policy opens it, so it recovers after
     ``recovery_timeout`` like any open circuit. Raises if the policy never opens on failures
     alone (a rate rule whose window it cannot fill), or if the circuit is half-open with every

@@ -39,6 +39,12 @@ def no_env_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name.lower(), raising=False)
 
 
+def other_flavour_breaker(flavour: Flavour) -> Any:
+    from .flavours import load
+
+    return load("httpx2" if flavour.name == "httpx" else "httpx").Sync()
+
+
 def factory(flavour: Flavour, sync: bool = False) -> Any:
     return flavour.breaker.breaker_client if sync else flavour.breaker.async_breaker_client
 
@@ -185,6 +191,13 @@ def test_bad_options_are_refused_by_name(flavour: Flavour) -> None:
         make(breaker, transport=flavour.mock())
     with pytest.raises(TypeError, match="breaker must be a breaker transport"):
         make(flavour.mock())
+    with pytest.raises(
+        TypeError, match=r"of the kind AsyncClient takes.*AsyncCircuitBreakerTransport"
+    ):
+        make(flavour.Sync(flavour.mock()))  # a sync breaker for an async client
+    other = "httpx2" if flavour.name == "httpx" else "httpx"
+    with pytest.raises(TypeError, match=rf"an {flavour.name} CircuitBreakerTransport .*{other}\."):
+        factory(flavour, sync=True)(other_flavour_breaker(flavour))
 
 
 async def test_wrap_shares_circuits_and_closes_only_its_own_inner(flavour: Flavour) -> None:
