@@ -61,7 +61,10 @@ def granian(interface: str, target: str, upstream: str, log: Path) -> Iterator[s
         *("--workers", "1", "--runtime-threads", "1", "--loop", "asyncio", target),
     ]
     with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        # Its own session, so that a granian which does not stop is ended with all its workers.
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -83,7 +86,7 @@ def granian(interface: str, target: str, upstream: str, log: Path) -> Iterator[s
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
 
 
