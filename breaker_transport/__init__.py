@@ -22,6 +22,7 @@ from ._policy import (
     FailureKind,
 )
 from ._types import CallEvent, CircuitState, CircuitStats, Mode, Outcome, StateChange
+from .status import status_app
 
 __all__ = [
     "DEFAULT_FAILURE_EXCEPTIONS",
@@ -39,6 +40,7 @@ __all__ = [
     "Mode",
     "Outcome",
     "StateChange",
+    "status_app",
 ]
 
 __version__ = "0.1.0"
