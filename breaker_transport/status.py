@@ -70,7 +70,7 @@ def _jsonable(stats: CircuitStats) -> dict[str, Any]:
 
 
 def _counts(snapshot: Mapping[str, CircuitStats]) -> dict[str, int]:
-    counts = {state.value: 0 for state in CircuitState}
+    counts = {"closed": 0, "half_open": 0, "open": 0}
     for stats in snapshot.values():
         counts[stats.state.value] += 1
     return counts

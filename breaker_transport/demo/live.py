@@ -59,7 +59,7 @@ def _rates(stats: CircuitStats | None) -> str:
     """The window's failure and slow-call rates ("-" until it holds ``minimum_calls``)."""
     if stats is None or stats.failure_rate is None:
         return "-"
-    slow = "" if stats.slow_call_rate is None else f" / {stats.slow_call_rate:.0%}"
+    slow = "" if stats.slow_call_rate is None else f"/{stats.slow_call_rate:.0%}"
     return f"{stats.failure_rate:.0%}{slow}"
 
 
@@ -78,15 +78,17 @@ def live_table(
         title=f"breaker_transport demo  {min(elapsed, duration):4.1f}s / {duration:g}s",
         title_justify="left",
         box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
     )
-    table.add_column("upstream")
-    table.add_column("doing now")
-    table.add_column("circuit")
+    table.add_column("upstream", no_wrap=True, min_width=11)
+    table.add_column("doing now", no_wrap=True)
+    table.add_column("circuit", no_wrap=True, min_width=9)
     table.add_column("consec. fails", justify="right")
-    table.add_column("fail / slow", justify="right")
+    table.add_column("fail/slow rate", justify="right")
     table.add_column("sent", justify="right")
-    table.add_column("failed fast", justify="right")
-    table.add_column("next probe")
+    table.add_column("saved", justify="right")
+    table.add_column("next probe", no_wrap=True)
     for upstream in upstreams:
         s = stats.get(keys[upstream.name])
         state = s.state if s is not None else CircuitState.CLOSED
@@ -123,15 +125,21 @@ class TransitionPrinter(BreakerListener):
 
 
 def summary_renderable(summary: DemoSummary) -> Group:
-    table = Table(title="summary", title_justify="left", box=box.SIMPLE_HEAD)
-    table.add_column("upstream")
+    table = Table(
+        title="summary",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("upstream", no_wrap=True, min_width=11)
     table.add_column("sent", justify="right")
     table.add_column("failed", justify="right")
-    table.add_column("failed fast", justify="right")
+    table.add_column("saved", justify="right")
     table.add_column("opened", justify="right")
     table.add_column("detected", justify="right")
     table.add_column("recovered", justify="right")
-    table.add_column("final")
+    table.add_column("final", no_wrap=True, min_width=9)
     for host in summary.hosts:
         table.add_row(
             host.name,
@@ -152,8 +160,9 @@ def summary_renderable(summary: DemoSummary) -> Group:
             f"({summary.concurrency} workers, {summary.elapsed:.1f}s)."
         ),
         Text(
-            "detected: from the start of the fault to the circuit opening; recovered: from the "
-            "upstream coming back to the circuit closing.",
+            "sent: reached the upstream; failed: of those, counted as failures; saved: failed "
+            "fast instead of being sent; detected: from the start of the fault to the circuit "
+            "opening; recovered: from the upstream coming back to the circuit closing.",
             style="dim",
         ),
     ]
