@@ -63,6 +63,15 @@ class OpenTelemetryMetrics:
         self._meter = provider.get_meter("breaker_transport", __version__)
         self._watching = WatchList()
         meter = self._meter
+        # The gauge first: its callback reads stats() and prunes counts of circuits the
+        # transport no longer holds, and the SDK runs callbacks in registration order, so the
+        # counters of the same collection are already pruned (elsewhere: one collection later).
+        meter.create_observable_gauge(
+            f"{prefix}.state",
+            callbacks=[self._state],
+            unit="1",
+            description="Current state of the circuit: 0 closed, 1 half-open, 2 open",
+        )
         meter.create_observable_counter(
             f"{prefix}.requests",
             callbacks=[self._requests],
@@ -86,12 +95,6 @@ class OpenTelemetryMetrics:
             callbacks=[self._transitions],
             unit="{transition}",
             description="State transitions of the circuit, by the state entered",
-        )
-        meter.create_observable_gauge(
-            f"{prefix}.state",
-            callbacks=[self._state],
-            unit="1",
-            description="Current state of the circuit: 0 closed, 1 half-open, 2 open",
         )
         if transport is not None:
             self.watch(transport, attributes=attributes)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import os
 import shutil
 import subprocess
@@ -20,13 +21,13 @@ import pytest
 pytest.importorskip("rich")
 pytest.importorskip("uvicorn")
 
-from rich.console import Console  # noqa: E402
+from rich.console import Console
 
-from breaker_transport import BreakerPolicy, CircuitState  # noqa: E402
-from breaker_transport.demo import DemoOptions, DemoSummary, parse_policy, run_demo  # noqa: E402
-from breaker_transport.demo.live import make_console, summary_renderable  # noqa: E402
-from breaker_transport.demo.policies import describe  # noqa: E402
-from breaker_transport.demo.upstreams import retry_after_seconds  # noqa: E402
+from breaker_transport import BreakerPolicy, CircuitState
+from breaker_transport.demo import DemoOptions, DemoSummary, parse_policy, run_demo
+from breaker_transport.demo.live import make_console, summary_renderable
+from breaker_transport.demo.policies import describe
+from breaker_transport.demo.upstreams import retry_after_seconds
 
 DURATION = 4.0
 
@@ -100,7 +101,7 @@ def test_the_summary_adds_up(run: tuple[DemoSummary, str]) -> None:
     for host in summary.hosts:
         assert host.sent == host.successes + host.failures + host.ignored
         assert host.timeline[0].start == 0.0
-        assert all(a.end == b.start for a, b in zip(host.timeline, host.timeline[1:]))
+        assert all(a.end == b.start for a, b in itertools.pairwise(host.timeline))
     assert summary.rejected == sum(h.rejected for h in summary.hosts) > 0
     assert summary.wait_avoided > 0
 

@@ -15,7 +15,7 @@ from breaker_transport.testing import ManualClock
 
 pytest.importorskip("uvicorn")
 
-from breaker_transport.demo.upstreams import ServerThread  # noqa: E402
+from breaker_transport.demo.upstreams import ServerThread
 
 EVIL = '<script>alert("x")</script>'
 
@@ -150,7 +150,9 @@ def test_mounted_under_a_prefix_it_routes_and_links_below_it(
 ) -> None:
     app = status_app(transport)
     # Starlette-style mount: the full path, with root_path set to the mount point.
-    status, _, body = asyncio.run(_call(app, {"path": "/ops/breakers/", "root_path": "/ops/breakers"}))
+    status, _, body = asyncio.run(
+        _call(app, {"path": "/ops/breakers/", "root_path": "/ops/breakers"})
+    )
     assert status == 200 and b'href="/ops/breakers/json"' in body
     status, headers, _ = asyncio.run(
         _call(app, {"path": "/ops/breakers/json", "root_path": "/ops/breakers"})
