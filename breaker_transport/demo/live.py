@@ -8,8 +8,9 @@ makes sure of it even when FORCE_COLOR or TTY_COMPATIBLE are set, so piped outpu
 from __future__ import annotations
 
 import math
+import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TextIO
 
 from rich import box
@@ -33,7 +34,9 @@ def make_console(file: TextIO | None = None) -> Console:
     stream = file if file is not None else sys.stdout
     tty = stream.isatty()
     # Never force a terminal onto a pipe (rich would honour FORCE_COLOR and write escapes).
-    return Console(file=stream, force_terminal=tty, no_color=not tty, highlight=False)
+    # Off a terminal, lines may be long (a log file or a pager wraps them); COLUMNS still rules.
+    width = None if tty or os.environ.get("COLUMNS") else 100
+    return Console(file=stream, force_terminal=tty, no_color=not tty, highlight=False, width=width)
 
 
 def wants_live(console: Console) -> bool:
@@ -106,12 +109,24 @@ def live_table(
 
 
 class TransitionPrinter(BreakerListener):
-    """Prints one line per transition (above the live table when there is one)."""
+    """Prints one line per transition (above the live table when there is one).
 
-    def __init__(self, console: Console, names: Mapping[str, str], started: float) -> None:
+    With ``stats`` (the transport's ``stats``), an opening also says when the next probe is due,
+    which shows a ``Retry-After`` lengthening the open period. Listeners run outside the
+    transport's lock, so reading its stats from here is allowed.
+    """
+
+    def __init__(
+        self,
+        console: Console,
+        names: Mapping[str, str],
+        started: float,
+        stats: Callable[[], Mapping[str, CircuitStats]] | None = None,
+    ) -> None:
         self.console = console
         self.names = names  # key -> upstream name
         self.started = started
+        self.stats = stats
 
     def on_state_change(self, change: StateChange) -> None:
         line = Text(
@@ -120,7 +135,12 @@ class TransitionPrinter(BreakerListener):
         line.append_text(_state(change.old))
         line.append(" -> ")
         line.append_text(_state(change.new))
-        line.append(f"  ({change.reason})", style="dim")
+        reason = change.reason
+        if change.new is CircuitState.OPEN and self.stats is not None:
+            now = self.stats().get(change.key)
+            if now is not None and now.retry_after is not None and now.state is change.new:
+                reason += f"; probe in {now.retry_after:.1f}s"
+        line.append(f"  ({reason})", style="dim")
         self.console.print(line)
 
 

@@ -37,7 +37,7 @@ def write_plot(summary: DemoSummary, path: str | Path) -> Path:
             # The circuit's state: the thick bar.
             for segment in host.timeline:
                 ax.broken_barh(
-                    [(segment.start, max(segment.end - segment.start, end / 800))],
+                    [(segment.start, max(segment.end - segment.start, end / 300))],
                     (y, 0.55),
                     facecolors=COLOURS[segment.state],
                     edgecolor="none",

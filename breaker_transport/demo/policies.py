@@ -25,7 +25,7 @@ def _consecutive(duration: float) -> BreakerPolicy:
         failure_threshold=3,
         recovery_timeout=recovery,
         recovery_backoff=1.5,
-        max_recovery_timeout=3 * recovery,
+        max_recovery_timeout=round(3 * recovery, 3),
         # A window, for the slow-call rule (and so the live table can show a failure rate).
         slow_call_duration=0.25,
         slow_call_rate_threshold=0.5,
@@ -45,7 +45,7 @@ def _rate(duration: float) -> BreakerPolicy:
         slow_call_rate_threshold=0.5,
         recovery_timeout=recovery,
         recovery_backoff=1.5,
-        max_recovery_timeout=3 * recovery,
+        max_recovery_timeout=round(3 * recovery, 3),
     )
 
 

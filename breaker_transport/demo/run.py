@@ -71,12 +71,15 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> Demo
         started = upstreams.restart_clock()
         recorder = Recorder(started)
         listeners: list[BreakerListener] = [recorder]
-        if console is not None:
-            listeners.append(TransitionPrinter(console, names, started))
+        printer = TransitionPrinter(console, names, started) if console is not None else None
+        if printer is not None:
+            listeners.append(printer)
         inner = httpx.AsyncHTTPTransport(
             limits=httpx.Limits(max_connections=4 * options.concurrency)
         )
         transport = AsyncCircuitBreakerTransport(inner, policy=policy, listeners=listeners)
+        if printer is not None:
+            printer.stats = transport.stats
         status = (
             _status_server(transport, console)
             if options.status and console is not None

@@ -61,7 +61,7 @@ class Script:
 SCRIPTS: tuple[Script, ...] = (
     Script("healthy", "none", description="always 200"),
     Script("flaky", "error", 0.15, 0.5, "500s for a while, then recovers"),
-    Script("slow", "slow", 0.3, None, f"turns slow ({SLOW_DELAY:g}s per answer) and stays slow"),
+    Script("slow", "slow", 0.3, None, f"turns slow ({SLOW_DELAY:g}s an answer) for good"),
     Script("refused", "refuse", 0.0, None, "nothing listens: connection refused"),
     Script("maintenance", "maintenance", 0.35, 0.65, "503 with Retry-After, then back"),
 )
