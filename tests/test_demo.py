@@ -36,7 +36,8 @@ DURATION = 4.0
 def run() -> tuple[DemoSummary, str]:
     out = io.StringIO()
     console = Console(file=out, force_terminal=False, width=120)
-    summary = asyncio.run(run_demo(DemoOptions(duration=DURATION, concurrency=8), console))
+    options = DemoOptions(duration=DURATION, concurrency=8, status=True)
+    summary = asyncio.run(run_demo(options, console))
     return summary, out.getvalue()
 
 
@@ -110,6 +111,21 @@ def test_transitions_are_printed_as_plain_lines(run: tuple[DemoSummary, str]) ->
     text = run[1]
     assert "\x1b" not in text
     assert "flaky" in text and "closed -> open" in text and "half-open -> closed" in text
+    assert "consecutive failures; probe in" in text
+    assert "status page: http://127.0.0.1:" in text  # --status served it for the run
+
+
+def test_without_the_demo_extra_the_cli_says_what_to_install() -> None:
+    code = (
+        "import sys; sys.modules['uvicorn'] = None\n"
+        "from breaker_transport.__main__ import main\n"
+        "sys.exit(main(['demo']))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert done.returncode == 2
+    assert "pip install 'breaker-transport[demo]'" in done.stderr
 
 
 def test_the_rendered_summary_is_plain_text_off_a_terminal(run: tuple[DemoSummary, str]) -> None:
