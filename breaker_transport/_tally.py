@@ -30,6 +30,16 @@ STATES: tuple[CircuitState, ...] = (CircuitState.CLOSED, CircuitState.HALF_OPEN,
 STATE_VALUE = {CircuitState.CLOSED: 0, CircuitState.HALF_OPEN: 1, CircuitState.OPEN: 2}
 RESULTS = ("success", "failure", "ignored", "rejected")
 
+#: What each metric means, shared by both exporters (the names differ by ecosystem only).
+DESCRIPTIONS = {
+    "requests": "Requests through the circuit: sent, or rejected while open or half-open",
+    "failures": "Requests whose outcome counted as a failure",
+    "rejections": "Requests failed fast by an open or half-open circuit (not sent)",
+    "transitions": "State transitions of the circuit, by the state entered",
+    "state": "Current state of the circuit: 0 closed, 1 half-open, 2 open",
+}
+COUNTERS = ("requests", "failures", "rejections", "transitions")
+
 _WIDTH = len(RESULTS)
 _TRANSITIONS = len(STATES) * _WIDTH  # offset of the transition counts in a circuit's list
 _SIZE = _TRANSITIONS + len(STATES)
@@ -55,6 +65,27 @@ class Counts:
 
     def requests(self, state: CircuitState) -> int:
         return sum(self.by_state[state].values())
+
+    def value(self, counter: str, state: CircuitState) -> int:
+        """The value of one of ``COUNTERS`` for one state."""
+        if counter == "requests":
+            return self.requests(state)
+        if counter == "failures":
+            return self.by_state[state]["failure"]
+        if counter == "rejections":
+            return self.by_state[state]["rejected"]
+        return self.transitions[state]
+
+
+def counter_points(
+    counts: Mapping[str, Counts], counter: str
+) -> Iterator[tuple[str, CircuitState, int]]:
+    """(circuit, state, value) of one counter, leaving out zeros (a series appears once used)."""
+    for key, tally in counts.items():
+        for state in STATES:
+            value = tally.value(counter, state)
+            if value:
+                yield key, state, value
 
 
 class CallTally(BreakerListener):

@@ -31,12 +31,13 @@ meter, so use one ``OpenTelemetryMetrics`` (or different ``prefix=``) per meter 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
-from ._tally import STATE_VALUE, STATES, Watchable, WatchList
+from ._tally import COUNTERS, DESCRIPTIONS, STATE_VALUE, Watchable, WatchList, counter_points
 
 __all__ = ["OpenTelemetryMetrics"]
 
@@ -67,35 +68,15 @@ class OpenTelemetryMetrics:
         # transport no longer holds, and the SDK runs callbacks in registration order, so the
         # counters of the same collection are already pruned (elsewhere: one collection later).
         meter.create_observable_gauge(
-            f"{prefix}.state",
-            callbacks=[self._state],
-            unit="1",
-            description="Current state of the circuit: 0 closed, 1 half-open, 2 open",
+            f"{prefix}.state", callbacks=[self._state], unit="1", description=DESCRIPTIONS["state"]
         )
-        meter.create_observable_counter(
-            f"{prefix}.requests",
-            callbacks=[self._requests],
-            unit="{request}",
-            description="Requests through the circuit: sent, or rejected while open/half-open",
-        )
-        meter.create_observable_counter(
-            f"{prefix}.failures",
-            callbacks=[self._failures],
-            unit="{request}",
-            description="Requests whose outcome counted as a failure",
-        )
-        meter.create_observable_counter(
-            f"{prefix}.rejections",
-            callbacks=[self._rejections],
-            unit="{request}",
-            description="Requests failed fast by an open or half-open circuit (not sent)",
-        )
-        meter.create_observable_counter(
-            f"{prefix}.transitions",
-            callbacks=[self._transitions],
-            unit="{transition}",
-            description="State transitions of the circuit, by the state entered",
-        )
+        for counter in COUNTERS:
+            meter.create_observable_counter(
+                f"{prefix}.{counter}",
+                callbacks=[functools.partial(self._counter, counter)],
+                unit="{transition}" if counter == "transitions" else "{request}",
+                description=DESCRIPTIONS[counter],
+            )
         if transport is not None:
             self.watch(transport, attributes=attributes)
         elif attributes is not None:
@@ -111,34 +92,12 @@ class OpenTelemetryMetrics:
 
     # -- callbacks ----------------------------------------------------------------------------
 
-    def _by_state(self, pick: str) -> Iterable[Observation]:
-        for labels, counts in self._watching.read_counts():
-            for key, tally in counts.items():
-                for state in STATES:
-                    results = tally.by_state[state]
-                    value = sum(results.values()) if pick == "requests" else results[pick]
-                    if value:
-                        yield Observation(value, {**labels, "circuit": key, "state": state.value})
-
-    def _requests(self, options: CallbackOptions) -> Iterable[Observation]:
-        return list(self._by_state("requests"))
-
-    def _failures(self, options: CallbackOptions) -> Iterable[Observation]:
-        return list(self._by_state("failure"))
-
-    def _rejections(self, options: CallbackOptions) -> Iterable[Observation]:
-        return list(self._by_state("rejected"))
-
-    def _transitions(self, options: CallbackOptions) -> Iterable[Observation]:
-        observations = []
-        for labels, counts in self._watching.read_counts():
-            for key, tally in counts.items():
-                for state, value in tally.transitions.items():
-                    if value:
-                        observations.append(
-                            Observation(value, {**labels, "circuit": key, "state": state.value})
-                        )
-        return observations
+    def _counter(self, counter: str, options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(value, {**labels, "circuit": key, "state": state.value})
+            for labels, counts in self._watching.read_counts()
+            for key, state, value in counter_points(counts, counter)
+        ]
 
     def _state(self, options: CallbackOptions) -> Iterable[Observation]:
         observations = []

@@ -36,17 +36,9 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ._tally import STATE_VALUE, STATES, Watchable, WatchList
+from ._tally import COUNTERS, DESCRIPTIONS, STATE_VALUE, Watchable, WatchList, counter_points
 
 __all__ = ["PrometheusMetrics"]
-
-_DOCS = {
-    "requests": "Requests through the circuit: sent, or rejected while open or half-open",
-    "failures": "Requests whose outcome counted as a failure",
-    "rejections": "Requests failed fast by an open or half-open circuit (not sent)",
-    "transitions": "State transitions of the circuit, by the state entered",
-    "state": "Current state of the circuit: 0 closed, 1 half-open, 2 open",
-}
 
 
 class PrometheusMetrics(Collector):
@@ -88,50 +80,39 @@ class PrometheusMetrics(Collector):
             self._registry.unregister(self)
             self._registry = None
 
-    def _families(self, names: tuple[str, ...]) -> dict[str, Metric]:
+    def _families(
+        self, names: tuple[str, ...]
+    ) -> tuple[GaugeMetricFamily, dict[str, CounterMetricFamily]]:
         prefix = self._prefix
-        series = (*names, "circuit", "state")
-        return {
-            "requests": CounterMetricFamily(f"{prefix}_requests", _DOCS["requests"], labels=series),
-            "failures": CounterMetricFamily(f"{prefix}_failures", _DOCS["failures"], labels=series),
-            "rejections": CounterMetricFamily(
-                f"{prefix}_rejections", _DOCS["rejections"], labels=series
-            ),
-            "transitions": CounterMetricFamily(
-                f"{prefix}_transitions", _DOCS["transitions"], labels=series
-            ),
-            "state": GaugeMetricFamily(
-                f"{prefix}_state", _DOCS["state"], labels=(*names, "circuit")
-            ),
+        gauge = GaugeMetricFamily(
+            f"{prefix}_state", DESCRIPTIONS["state"], labels=(*names, "circuit")
+        )
+        counters = {
+            counter: CounterMetricFamily(
+                f"{prefix}_{counter}", DESCRIPTIONS[counter], labels=(*names, "circuit", "state")
+            )
+            for counter in COUNTERS
         }
+        return gauge, counters
 
     def describe(self) -> Iterator[Metric]:
         """The metric names, without samples (lets the registry refuse a duplicate)."""
-        yield from self._families(self._watching.label_names).values()
+        gauge, counters = self._families(self._watching.label_names)
+        yield gauge
+        yield from counters.values()
 
     def collect(self) -> Iterator[Metric]:
         names = self._watching.label_names
-        families = self._families(names)
-        state = families["state"]
-        assert isinstance(state, GaugeMetricFamily)
+        gauge, counters = self._families(names)
+        # Stats first: reading them prunes the counts of circuits the transport dropped.
         for labels, stats in self._watching.read_stats():
             values = [labels[name] for name in names]
             for key, circuit in stats.items():
-                state.add_metric([*values, key], STATE_VALUE[circuit.state])
+                gauge.add_metric([*values, key], STATE_VALUE[circuit.state])
         for labels, counts in self._watching.read_counts():
             values = [labels[name] for name in names]
-            for key, tally in counts.items():
-                for each in STATES:
-                    series = [*values, key, each.value]
-                    results = tally.by_state[each]
-                    for name, value in (
-                        ("requests", sum(results.values())),
-                        ("failures", results["failure"]),
-                        ("rejections", results["rejected"]),
-                        ("transitions", tally.transitions[each]),
-                    ):
-                        if value:
-                            family = families[name]
-                            assert isinstance(family, CounterMetricFamily)
-                            family.add_metric(series, value)
-        yield from families.values()
+            for counter, family in counters.items():
+                for key, state, value in counter_points(counts, counter):
+                    family.add_metric([*values, key, state.value], value)
+        yield gauge
+        yield from counters.values()
