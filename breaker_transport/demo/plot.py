@@ -32,15 +32,26 @@ def write_plot(summary: DemoSummary, path: str | Path) -> Path:
     fig, ax = plt.subplots(figsize=(10, height), dpi=110)
     try:
         end = max(summary.elapsed, summary.planned)
+        tick = end / 300  # the narrowest mark worth drawing
         for row, host in enumerate(reversed(hosts)):
             y = row * 1.0
-            # The circuit's state: the thick bar.
+            # The circuit's state: the thick bar. A failed probe's half-open moment lasts
+            # milliseconds; it is drawn again on top, a few pixels wide, so it stays visible.
             for segment in host.timeline:
                 ax.broken_barh(
-                    [(segment.start, max(segment.end - segment.start, end / 300))],
+                    [(segment.start, segment.end - segment.start)],
                     (y, 0.55),
                     facecolors=COLOURS[segment.state],
                     edgecolor="none",
+                )
+            blips = [
+                (s.start, tick)
+                for s in host.timeline
+                if s.state is CircuitState.HALF_OPEN and s.end - s.start < tick
+            ]
+            if blips:
+                ax.broken_barh(
+                    blips, (y, 0.55), facecolors=COLOURS[CircuitState.HALF_OPEN], edgecolor="none"
                 )
             # The upstream's fault: the thin strip above it.
             if host.fault is not None:
