@@ -28,6 +28,7 @@ from ._policy import (
     FailureKind,
 )
 from ._types import CallEvent, CircuitState, CircuitStats, Mode, Outcome, StateChange
+from .status import status_app
 
 __all__ = [
     "DEFAULT_FAILURE_EXCEPTIONS",
@@ -47,6 +48,7 @@ __all__ = [
     "StateChange",
     "async_breaker_client",
     "breaker_client",
+    "status_app",
 ]
 
 __version__ = "0.1.0"
