@@ -48,6 +48,8 @@ class CircuitOpenError(CircuitOpenErrorMixin, httpx.TransportError):
     open) and ``state``.
     """
 
+    __module__ = "breaker_transport"  # the name tracebacks and spans show: the public one
+
 
 class _AsyncBody(AsyncBody, httpx.AsyncByteStream):
     pass
