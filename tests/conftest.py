@@ -6,6 +6,7 @@ import pytest
 
 from breaker_transport.testing import ManualClock
 
+from .flavours import Flavour, load
 from .servers import FlakyServer
 
 
@@ -23,3 +24,9 @@ def clock() -> ManualClock:
 def server() -> Iterator[FlakyServer]:
     with FlakyServer() as running:
         yield running
+
+
+@pytest.fixture(params=["httpx", "httpx2"])
+def flavour(request: pytest.FixtureRequest) -> Flavour:
+    """Each HTTP library the breaker supports: the contract tests run against both."""
+    return load(str(request.param))
