@@ -73,6 +73,25 @@ class Context:
         self.rng = rng if rng is not None else random.Random()
 
 
+class Recovery:
+    """What a circuit carries from its first trip until it closes again.
+
+    Kept apart from ``Circuit`` so that an idle closed circuit (the common case, and there may be
+    100,000 of them) does not pay for the open period, the re-open count and the probes.
+    """
+
+    __slots__ = ("forced", "open_until", "probe_successes", "probes", "reopens")
+
+    def __init__(self) -> None:
+        self.open_until = 0.0
+        self.forced = False
+        #: re-opens in a row after failed probes; lengthens the open period (recovery_backoff)
+        self.reopens = 0
+        #: the probes in flight, while half-open
+        self.probes: list[Ticket] | None = None
+        self.probe_successes = 0
+
+
 class Circuit:
     """The state of one key. Read the module docstring for the life of a call."""
 
@@ -80,18 +99,14 @@ class Circuit:
         "consecutive_failures",
         "context",
         "failures",
-        "forced",
         "generation",
         "ignored",
         "in_flight",
         "key",
         "mode",
-        "open_until",
         "policy",
-        "probe_successes",
-        "probes",
+        "recovery",
         "rejections",
-        "reopens",
         "state",
         "successes",
         "window",
@@ -107,12 +122,8 @@ class Circuit:
         self.state = CLOSED
         self.generation = 0
         self.consecutive_failures = 0
-        self.open_until = 0.0
-        self.forced = False
-        #: re-opens in a row after failed probes; lengthens the open period (recovery_backoff)
-        self.reopens = 0
-        self.probes: list[Ticket] | None = None
-        self.probe_successes = 0
+        #: None until the circuit first trips, and again once it closes
+        self.recovery: Recovery | None = None
         self.window: Window | None = window_for(policy)
         self.successes = 0
         self.failures = 0
@@ -135,15 +146,16 @@ class Circuit:
             return Ticket(self, self.generation, now, CLOSED, False, False)
         if self.mode is DISABLED:
             return None
+        recovery = self.recovery or self._recovering()  # the rejection path: no call if it exists
         if state is OPEN:
-            if self.forced:
+            if recovery.forced:
                 return self._reject(math.inf, now)
-            if now < self.open_until:
-                return self._reject(self.open_until - now, now)
+            if now < recovery.open_until:
+                return self._reject(recovery.open_until - now, now)
             self._transition(HALF_OPEN, "recovery timeout elapsed", now)
-        if self.probes:
-            self._expire_probes(now)
-        probes = self.probes
+        if recovery.probes:
+            self._expire_probes(recovery, now)
+        probes = recovery.probes
         assert probes is not None
         if len(probes) < self.policy.half_open_max_calls:
             self.in_flight += 1
@@ -159,19 +171,19 @@ class Circuit:
         self.rejections += 1
         return retry_after
 
-    def _expire_probes(self, now: float) -> None:
+    def _expire_probes(self, recovery: Recovery, now: float) -> None:
         """A probe whose response is never closed gives its slot back after ``probe_timeout``."""
-        assert self.probes is not None
+        assert recovery.probes is not None
         deadline = now - self.policy.probe_timeout
         kept = []
-        for probe in self.probes:
+        for probe in recovery.probes:
             if probe.admitted_at > deadline:
                 kept.append(probe)
             else:
                 probe.settled = True
                 self.in_flight -= 1
                 self.ignored += 1
-        self.probes = kept
+        recovery.probes = kept
 
     # -- settlement ----------------------------------------------------------------------------
 
@@ -191,7 +203,7 @@ class Circuit:
         if ticket.settled:
             return True  # an expired probe (already counted as ignored), or a second settle
         ticket.settled = True
-        if ticket.probe and self.probes is not None:
+        if ticket.probe:
             self._release_probe(ticket)
         self.in_flight -= 1
         if ticket.shadow:
@@ -214,8 +226,9 @@ class Circuit:
             elif slow:
                 self._open(now, "probe was slow", None, reopen=True)
             else:
-                self.probe_successes += 1
-                if self.probe_successes >= policy.success_threshold:
+                recovery = self._recovering()
+                recovery.probe_successes += 1
+                if recovery.probe_successes >= policy.success_threshold:
                     self._transition(CLOSED, "probe succeeded", now)
             return False
         failed = outcome is FAILURE
@@ -240,8 +253,9 @@ class Circuit:
 
     def _release_probe(self, ticket: Ticket) -> None:
         # Identity, not equality: a probe of an older half-open period is simply not found.
-        probes = self.probes
-        assert probes is not None
+        probes = self.recovery.probes if self.recovery is not None else None
+        if probes is None:
+            return
         for index, probe in enumerate(probes):
             if probe is ticket:
                 del probes[index]
@@ -265,46 +279,45 @@ class Circuit:
         self, now: float, reason: str, retry_after_hint: float | None, reopen: bool = False
     ) -> None:
         policy = self.policy
-        self.reopens = self.reopens + 1 if reopen else 0
-        duration = open_duration(policy, self.reopens, retry_after_hint, self.context.rng)
-        self.open_until = now + duration
+        recovery = self._recovering()
+        recovery.reopens = recovery.reopens + 1 if reopen else 0
+        duration = open_duration(policy, recovery.reopens, retry_after_hint, self.context.rng)
+        recovery.open_until = now + duration
         self._transition(OPEN, reason, now)
 
     def _transition(self, new: CircuitState, reason: str, now: float) -> None:
         old = self.state
         self.state = new
         self.generation += 1
-        if new is HALF_OPEN:
-            self.probes = []
-            self.probe_successes = 0
-        else:
-            self.probes = None
         if new is CLOSED:
+            self.recovery = None  # no open period, no re-opens, no probes, not forced
             self.consecutive_failures = 0
-            self.reopens = 0
-            self.forced = False
             if self.window is not None:
                 self.window.clear()
+        elif new is HALF_OPEN:
+            recovery = self._recovering()
+            recovery.probes = []
+            recovery.probe_successes = 0
+        elif self.recovery is not None:
+            self.recovery.probes = None
         self.context.events.append(StateChange(self.key, old, new, reason, now, self.generation))
 
     # -- operations ----------------------------------------------------------------------------
 
     def force_open(self, now: float) -> None:
         """Hold the circuit open, with no probes, until ``reset``."""
-        self.forced = True
+        recovery = self._recovering()
+        recovery.forced = True
+        recovery.open_until = math.inf
         if self.state is not OPEN:
-            self.open_until = math.inf
             self._transition(OPEN, "forced open", now)
-        self.open_until = math.inf
 
     def reset(self, now: float) -> None:
         """Closed, counters cleared. Calls still in flight stay in ``in_flight``."""
         if self.state is not CLOSED:
             self._transition(CLOSED, "reset", now)
-        self.forced = False
-        self.open_until = 0.0
+        self.recovery = None
         self.consecutive_failures = 0
-        self.reopens = 0
         if self.window is not None:
             self.window.clear()
         self.successes = self.failures = self.ignored = self.rejections = 0
@@ -313,6 +326,64 @@ class Circuit:
         """Apply the lazy transition: an expired open circuit becomes half-open when read."""
         if self.state is OPEN and not self.forced and now >= self.open_until:
             self._transition(HALF_OPEN, "recovery timeout elapsed", now)
+
+    # -- the recovery state, by name (the registry, a shared storage, tests read these) ---------
+
+    def _recovering(self) -> Recovery:
+        recovery = self.recovery
+        if recovery is None:
+            recovery = self.recovery = Recovery()
+        return recovery
+
+    @property
+    def open_until(self) -> float:
+        """When the open period ends (clock time); ``math.inf`` while forced open."""
+        return self.recovery.open_until if self.recovery is not None else 0.0
+
+    @open_until.setter
+    def open_until(self, value: float) -> None:
+        if value or self.recovery is not None:
+            self._recovering().open_until = value
+
+    @property
+    def forced(self) -> bool:
+        """Held open by ``force_open`` until ``reset``."""
+        return self.recovery is not None and self.recovery.forced
+
+    @forced.setter
+    def forced(self, value: bool) -> None:
+        if value or self.recovery is not None:
+            self._recovering().forced = value
+
+    @property
+    def reopens(self) -> int:
+        """Re-opens in a row after failed probes; lengthens the open period."""
+        return self.recovery.reopens if self.recovery is not None else 0
+
+    @reopens.setter
+    def reopens(self, value: int) -> None:
+        if value or self.recovery is not None:
+            self._recovering().reopens = value
+
+    @property
+    def probes(self) -> list[Ticket] | None:
+        """The probes in flight while half-open; None otherwise."""
+        return self.recovery.probes if self.recovery is not None else None
+
+    @probes.setter
+    def probes(self, value: list[Ticket] | None) -> None:
+        if value is not None or self.recovery is not None:
+            self._recovering().probes = value
+
+    @property
+    def probe_successes(self) -> int:
+        """Successful probes in this half-open period."""
+        return self.recovery.probe_successes if self.recovery is not None else 0
+
+    @probe_successes.setter
+    def probe_successes(self, value: int) -> None:
+        if value or self.recovery is not None:
+            self._recovering().probe_successes = value
 
     def retry_after(self, now: float) -> float | None:
         if self.state is CLOSED:
