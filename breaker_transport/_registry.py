@@ -11,7 +11,6 @@ import logging
 import math
 import random
 import threading
-from collections import OrderedDict
 from typing import Any
 
 from ._circuit import CLOSED, Circuit, Context, Ticket
@@ -23,6 +22,21 @@ logger = logging.getLogger("breaker_transport")
 
 
 Event = StateChange | Eviction
+
+
+class CircuitMap(dict[str, Circuit]):
+    """key -> circuit, least recently used first.
+
+    A plain dict kept in recency order by taking a key out and putting it back at the end on each
+    use: an ``OrderedDict`` keeps a linked-list node and an index slot per key besides its
+    dict, 66 bytes per circuit against 21 here (42 once uses have churned the table).
+    """
+
+    __slots__ = ()
+
+    def move_to_end(self, key: str) -> None:
+        """Mark ``key`` as the most recently used (``OrderedDict``'s name for it)."""
+        self[key] = self.pop(key)
 
 
 class Registry:
@@ -37,7 +51,7 @@ class Registry:
         check_policy_per_request: bool,
     ) -> None:
         self.lock = threading.Lock()
-        self.circuits: OrderedDict[str, Circuit] = OrderedDict()
+        self.circuits = CircuitMap()
         self.context = Context(rng)
         self.resolver = resolver
         self.max_circuits = max_circuits
@@ -54,11 +68,11 @@ class Registry:
     def admit(self, key: str, url: Any, now: float) -> Ticket | float | None:
         """*locked* The circuit of ``key`` admits a call (see ``Circuit.admit``)."""
         circuits = self.circuits
-        circuit = circuits.get(key)
+        circuit = circuits.pop(key, None)
         if circuit is None:
             circuit = self._create(key, self._policy_for_url(url))
         else:
-            circuits.move_to_end(key)
+            circuits[key] = circuit  # back at the end: the most recently used (see CircuitMap)
             if self._check_policy:
                 self._check_agreement(circuit, url)
         return circuit.admit(now)
