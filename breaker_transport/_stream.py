@@ -18,18 +18,29 @@ if TYPE_CHECKING:
 
 
 class _BodyState:
-    """What the wrapper needs to settle its call; ``ticket`` is None once settled."""
+    """What the wrapper needs to settle its call; ``ticket`` is None once settled.
 
-    _breaker: BreakerCore[Any]
+    One is built per streamed response, so it is slotted (no instance dict to allocate and fill)
+    and built by one ``__init__``.
+    """
+
+    __slots__ = (
+        "_breaker",
+        "_hint",
+        "_iterator",
+        "_outcome",
+        "_request",
+        "_response",
+        "_slow",
+        "_stream",
+        "_ticket",
+    )
+    _iterator: Any  # each twin narrows it
     _ticket: Ticket | None
-    _request: Any
-    _response: Any
-    _outcome: Outcome
-    _slow: bool
-    _hint: float | None
 
-    def _bind(
+    def __init__(
         self,
+        stream: Any,
         breaker: BreakerCore[Any],
         ticket: Ticket,
         request: Any,
@@ -38,6 +49,8 @@ class _BodyState:
         slow: bool,
         hint: float | None,
     ) -> None:
+        self._stream = stream
+        self._iterator = None
         self._breaker = breaker
         self._ticket = ticket
         self._request = request
@@ -59,20 +72,8 @@ class _BodyState:
 class SyncBody(_BodyState):
     """Wraps a sync response stream; settles at end of body, on an error, or at ``close()``."""
 
-    def __init__(
-        self,
-        stream: Any,
-        breaker: BreakerCore[Any],
-        ticket: Ticket,
-        request: Any,
-        response: Any,
-        outcome: Outcome,
-        slow: bool,
-        hint: float | None,
-    ) -> None:
-        self._stream = stream
-        self._iterator: Iterator[bytes] | None = None
-        self._bind(breaker, ticket, request, response, outcome, slow, hint)
+    __slots__ = ()
+    _iterator: Iterator[bytes] | None
 
     def __iter__(self) -> Iterator[bytes]:
         self._iterator = iter(self._stream)
@@ -99,20 +100,8 @@ class SyncBody(_BodyState):
 class AsyncBody(_BodyState):
     """Wraps an async response stream; settles at end of body, on an error, or at ``aclose()``."""
 
-    def __init__(
-        self,
-        stream: Any,
-        breaker: BreakerCore[Any],
-        ticket: Ticket,
-        request: Any,
-        response: Any,
-        outcome: Outcome,
-        slow: bool,
-        hint: float | None,
-    ) -> None:
-        self._stream = stream
-        self._iterator: AsyncIterator[bytes] | None = None
-        self._bind(breaker, ticket, request, response, outcome, slow, hint)
+    __slots__ = ()
+    _iterator: AsyncIterator[bytes] | None
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         self._iterator = self._stream.__aiter__()
