@@ -83,6 +83,26 @@ def _calls_for(seconds: float, calls: int, budget: Budget) -> int:
     return max(budget.min_calls, min(budget.max_calls, int(budget.block_seconds / per_call)))
 
 
+def paired(result: dict[str, Any], a: str, b: str) -> dict[str, Any]:
+    """``a`` minus ``b`` round by round (µs per call): the median and IQR of the difference, and
+    of the ratio. Pairing within a round cancels what a slow patch of the machine adds to both."""
+    rounds = result["per_round_us"]
+    differences = [r[a] - r[b] for r in rounds]
+    ratios = [r[a] / r[b] for r in rounds if r[b] > 0]
+    q1, median, q3 = quartiles(differences)
+    r1, ratio, r3 = quartiles(ratios)
+    return {
+        "difference_us": round(median, 4),
+        "difference_us_iqr": [round(q1, 4), round(q3, 4)],
+        "ratio": round(ratio, 4),
+        "ratio_iqr": [round(r1, 4), round(r3, 4)],
+    }
+
+
+def _per_round(per_round: list[dict[str, float]], calls: int) -> list[dict[str, float]]:
+    return [{name: round(s / calls * 1e6, 4) for name, s in r.items()} for r in per_round]
+
+
 def _rows(
     names: Sequence[str], per_round: list[dict[str, float]], calls: int
 ) -> list[dict[str, Any]]:
@@ -136,7 +156,12 @@ def measure_sync(
             {name: block(name, calls) for name in _order(names, index)}
             for index in range(budget.rounds)
         ]
-    return {"calls": calls, "rounds": budget.rounds, "rows": _rows(names, per_round, calls)}
+    return {
+        "calls": calls,
+        "rounds": budget.rounds,
+        "rows": _rows(names, per_round, calls),
+        "per_round_us": _per_round(per_round, calls),
+    }
 
 
 def measure_async(
@@ -169,7 +194,12 @@ def measure_async(
             for name in _order(names, index):
                 timings[name] = await block(name, n)
             per_round.append(timings)
-        return {"calls": n, "rounds": budget.rounds, "rows": _rows(names, per_round, n)}
+        return {
+            "calls": n,
+            "rounds": budget.rounds,
+            "rows": _rows(names, per_round, n),
+            "per_round_us": _per_round(per_round, n),
+        }
 
     with _frozen_heap():
         result: dict[str, Any] = run_async(main())
