@@ -35,7 +35,7 @@ from ._keys import KeyMaker, PolicyResolver, key_for
 from ._policy import BreakerPolicy, FailureKind, coerce_mode
 from ._registry import Registry
 from ._stream import AsyncBody, SyncBody
-from ._types import CallEvent, CircuitState, CircuitStats, Mode, Outcome, StateChange
+from ._types import CircuitState, CircuitStats, Mode, Outcome, StateChange, call_event
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -421,7 +421,7 @@ class BreakerCore(Generic[TransportT]):
     def _reject(self, request: Any, key: str, retry_after: float) -> Any:
         state = CircuitState.HALF_OPEN if retry_after == 0.0 else CircuitState.OPEN
         if self._dispatch.call_listeners:
-            self._dispatch.call(CallEvent(key, "rejected", state, None))
+            self._dispatch.call(call_event(key, "rejected", state, None))
         error = self._open_error(key, retry_after, request=request, state=state)
         if self._fallback is None:
             raise error
@@ -519,7 +519,7 @@ class BreakerCore(Generic[TransportT]):
         if self._dispatch.call_listeners:
             result = "rejected" if ticket.shadow else outcome.value
             self._dispatch.call(
-                CallEvent(
+                call_event(
                     ticket.circuit.key,
                     result,
                     ticket.state,

@@ -108,6 +108,38 @@ class CallEvent:
     shadow: bool = False
 
 
+# The frozen dataclass's __init__ sets each field through object.__setattr__, 0.8 µs for seven
+# fields here; with an on_call listener attached that runs once per request. The slots' own
+# descriptors set them directly, in half the time, and the event is the same CallEvent.
+_new_event = object.__new__
+_EVENT_SETTERS = tuple(
+    CallEvent.__dict__[name].__set__
+    for name in ("key", "result", "state", "duration", "slow", "stale", "shadow")
+)
+
+
+def call_event(
+    key: str,
+    result: str,
+    state: CircuitState,
+    duration: float | None,
+    slow: bool = False,
+    stale: bool = False,
+    shadow: bool = False,
+) -> CallEvent:
+    """``CallEvent(...)``, built without the frozen dataclass's ``__init__`` (see above)."""
+    event: CallEvent = _new_event(CallEvent)
+    set_key, set_result, set_state, set_duration, set_slow, set_stale, set_shadow = _EVENT_SETTERS
+    set_key(event, key)
+    set_result(event, result)
+    set_state(event, state)
+    set_duration(event, duration)
+    set_slow(event, slow)
+    set_stale(event, stale)
+    set_shadow(event, shadow)
+    return event
+
+
 @dataclass(frozen=True, slots=True)
 class Eviction:
     """A circuit dropped to keep the registry within ``max_circuits``."""

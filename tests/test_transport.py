@@ -504,6 +504,21 @@ async def test_listeners_see_transitions_and_calls_and_a_failing_one_breaks_noth
     assert any("closed -> open" in r.getMessage() for r in warnings)
 
 
+async def test_listeners_get_real_frozen_call_events(clock: ManualClock) -> None:
+    # The transport builds them without the dataclass __init__ (for speed): still the same thing.
+    recorder = Recorder()
+    transport = breaker(fixed(200), clock, listeners=[recorder])
+    async with httpx.AsyncClient(transport=transport) as client:
+        clock.advance(0.0)
+        await client.get(URL)
+    (event,) = recorder.calls
+    assert type(event) is CallEvent
+    assert event == CallEvent(KEY, "success", CircuitState.CLOSED, 0.0, False, False, False)
+    assert hash(event) == hash(CallEvent(KEY, "success", CircuitState.CLOSED, 0.0))
+    with pytest.raises(AttributeError):
+        event.result = "failure"  # type: ignore[misc]
+
+
 async def test_stats_reset_and_force_open(clock: ManualClock) -> None:
     transport = breaker(fixed(200), clock)
     assert transport.state("https://nobody.example") is CircuitState.CLOSED
