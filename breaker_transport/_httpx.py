@@ -25,6 +25,7 @@ from ._transport import (
     kind_map,
 )
 from ._types import StateChange
+from .storage import Storage
 
 __all__ = ["AsyncCircuitBreakerTransport", "CircuitBreakerTransport", "CircuitOpenError"]
 
@@ -62,6 +63,8 @@ class AsyncCircuitBreakerTransport(AsyncBreakerCore, httpx.AsyncBaseTransport):
 
     ``transport`` is the inner transport (default ``httpx.AsyncHTTPTransport()``); ``aclose()``
     and ``async with`` close it. See ``BreakerPolicy`` for when circuits open and recover.
+    ``storage`` keeps the circuit state: in process by default, or shared by every worker with
+    ``RedisStorage(redis.asyncio.Redis(...))`` (then ``await areset()`` and friends act on it).
     """
 
     _library = "httpx"
@@ -84,6 +87,7 @@ class AsyncCircuitBreakerTransport(AsyncBreakerCore, httpx.AsyncBaseTransport):
         max_circuits: int = 10_000,
         rng: random.Random | None = None,
         listeners: Iterable[BreakerListener] = (),
+        storage: Storage | None = None,
     ) -> None:
         if transport is None:
             transport = httpx.AsyncHTTPTransport()
@@ -104,6 +108,7 @@ class AsyncCircuitBreakerTransport(AsyncBreakerCore, httpx.AsyncBaseTransport):
             max_circuits=max_circuits,
             rng=rng,
             listeners=listeners,
+            storage=storage,
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -122,7 +127,8 @@ class CircuitBreakerTransport(SyncBreakerCore, httpx.BaseTransport):
     """An ``httpx.BaseTransport`` (for ``httpx.Client``) with per-host circuits; thread-safe.
 
     The same options as ``AsyncCircuitBreakerTransport``; ``transport`` defaults to
-    ``httpx.HTTPTransport()``, and ``close()``/``with`` close it.
+    ``httpx.HTTPTransport()``, and ``close()``/``with`` close it. A shared ``storage`` takes a
+    sync client: ``RedisStorage(redis.Redis(...))``.
     """
 
     _library = "httpx"
@@ -145,6 +151,7 @@ class CircuitBreakerTransport(SyncBreakerCore, httpx.BaseTransport):
         max_circuits: int = 10_000,
         rng: random.Random | None = None,
         listeners: Iterable[BreakerListener] = (),
+        storage: Storage | None = None,
     ) -> None:
         if transport is None:
             transport = httpx.HTTPTransport()
@@ -165,6 +172,7 @@ class CircuitBreakerTransport(SyncBreakerCore, httpx.BaseTransport):
             max_circuits=max_circuits,
             rng=rng,
             listeners=listeners,
+            storage=storage,
         )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:

@@ -33,6 +33,7 @@ from ._policy import BreakerPolicy, FailureKind, coerce_mode
 from ._registry import Registry
 from ._stream import AsyncBody, SyncBody
 from ._types import CallEvent, CircuitState, CircuitStats, Mode, Outcome, StateChange
+from .storage._base import attach_storage
 
 logger = logging.getLogger("breaker_transport")
 
@@ -103,6 +104,8 @@ class BreakerCore:
     _url_type: ClassVar[type[Any]]
 
     _inner: Any
+    #: set by each twin: does this transport await its storage?
+    _asynchronous: ClassVar[bool]
 
     def _setup(
         self,
@@ -117,6 +120,7 @@ class BreakerCore:
         max_circuits: int,
         rng: random.Random | None,
         listeners: Iterable[BreakerListener],
+        storage: Any = None,
     ) -> None:
         if policy is None:
             policy = BreakerPolicy()
@@ -153,6 +157,9 @@ class BreakerCore:
         self._classifiers: dict[int, ExceptionClassifier] = {}
         self._key_errors: set[type] = set()
         self._closed = False
+        # None: the in-process registry above (the default). Otherwise a shared engine
+        # (storage/_shared.py) that the request path and the operator API hand over to.
+        self._storage = attach_storage(storage, self, asynchronous=self._asynchronous)
 
     # -- operator API --------------------------------------------------------------------------
 
@@ -184,9 +191,26 @@ class BreakerCore:
             self._dispatch.emit(events)
         return result
 
+    def _shared_sync(self, what: str) -> Any:
+        """The shared engine if this transport may call it blocking; raises for an async one."""
+        storage = self._storage
+        if storage is not None and self._asynchronous:
+            raise RuntimeError(
+                f"{what}() cannot reach the shared state of an async storage from sync code; "
+                f"use `await transport.a{what}(...)`"
+            )
+        return storage
+
     def state(self, url_or_key: object) -> CircuitState:
-        """The state of a circuit; a key with no circuit yet reads as CLOSED."""
+        """The state of a circuit; a key with no circuit yet reads as CLOSED.
+
+        With an async shared storage this is this worker's last view (no I/O); ``astate`` reads
+        the shared state.
+        """
         key = self._key_of(url_or_key)
+        if self._storage is not None and not self._asynchronous:
+            shared_state: CircuitState = self._storage.state(key)
+            return shared_state
 
         def read(now: float) -> CircuitState:
             circuit = self._registry.get(key)
@@ -199,7 +223,14 @@ class BreakerCore:
         return state
 
     def stats(self) -> Mapping[str, CircuitStats]:
-        """A snapshot of every circuit, by key."""
+        """A snapshot of every circuit, by key.
+
+        With a shared storage the counters are this worker's and the state is the shared one;
+        with an async shared storage this is this worker's last view (``astats`` reads it).
+        """
+        if self._storage is not None and not self._asynchronous:
+            shared_stats: Mapping[str, CircuitStats] = self._storage.stats()
+            return shared_stats
 
         def read(now: float) -> dict[str, CircuitStats]:
             return {k: c.snapshot(now) for k, c in self._registry.circuits.items()}
@@ -209,6 +240,12 @@ class BreakerCore:
 
     def reset(self, url_or_key: object = None) -> None:
         """Close a circuit and clear its counters; None resets every circuit."""
+        shared = self._shared_sync("reset")
+        key = self._reset_local(url_or_key)
+        if shared is not None:
+            shared.operate(key, "reset", create=False, what="reset")
+
+    def _reset_local(self, url_or_key: object) -> str | None:
         key = None if url_or_key is None else self._key_of(url_or_key)
 
         def act(now: float) -> None:
@@ -221,18 +258,35 @@ class BreakerCore:
                     circuit.reset(now)
 
         self._locked(act)
+        return key
 
     def force_open(self, url_or_key: object) -> None:
         """Hold a circuit open (no probes) until ``reset``; creates the circuit if needed."""
+        shared = self._shared_sync("force_open")
+        key = self._force_open_local(url_or_key)
+        if shared is not None:
+            shared.operate(key, "force", create=True, what="force_open")
+
+    def _force_open_local(self, url_or_key: object) -> str:
         key = self._key_of(url_or_key)
         self._locked(lambda now: self._registry.get_or_create(key).force_open(now))
+        return key
 
     def set_mode(self, mode: Mode | str, url_or_key: object = None) -> None:
         """``"enforce"``, ``"observe"`` or ``"disabled"``, for one circuit or (None) for all,
         existing and future. Counts are kept."""
+        shared = self._shared_sync("set_mode")
+        value, key = self._set_mode_local(mode, url_or_key)
+        if shared is not None:
+            if key is None:
+                shared.set_default(value.value)
+            shared.operate(key, "mode", value.value, create=True, what="set_mode")
+
+    def _set_mode_local(self, mode: Mode | str, url_or_key: object) -> tuple[Mode, str | None]:
         value = coerce_mode(mode, "set_mode(mode)")
         key = None if url_or_key is None else self._key_of(url_or_key)
         self._locked(lambda now: self._registry.set_mode(value, key))
+        return value, key
 
     # -- the request path ----------------------------------------------------------------------
 
@@ -392,19 +446,24 @@ class BreakerCore:
         slow: bool,
         hint: float | None,
         exc: BaseException | None,
-    ) -> None:
-        """The body ended (exc None), failed, or was closed: settle with the final verdict."""
+    ) -> Any:
+        """The body ended (exc None), failed, or was closed: settle with the final verdict.
+
+        Returns what ``_settle`` returns (an async body awaits it when it is not None)."""
         response = response_ref() if response_ref is not None else None
         if exc is not None:
             outcome = self._exception_outcome(ticket, request, response, exc)
             hint = None
         elif response is not None:
             outcome = call_classifier(ticket.circuit.policy, request, response, None) or outcome
-        self._settle(ticket, outcome, slow, hint, None)
+        return self._settle(ticket, outcome, slow, hint, None)
 
     def _settle(
         self, ticket: Ticket, outcome: Outcome, slow: bool, hint: float | None, now: float | None
-    ) -> None:
+    ) -> Any:
+        """Record the outcome. Returns None, or (an async shared storage) what to await."""
+        if self._storage is not None:
+            return self._storage.settle(ticket, outcome, slow, hint, now)
         if now is None:
             now = self._clock()
         lock = self._lock
@@ -429,14 +488,18 @@ class BreakerCore:
                     ticket.shadow,
                 )
             )
+        return None
 
 
 class AsyncBreakerCore(BreakerCore):
     """The async twin: an ``AsyncBaseTransport``-shaped class over the shared core."""
 
     _body: ClassVar[type[AsyncBody]]
+    _asynchronous = True
 
     async def handle_async_request(self, request: Any) -> Any:
+        if self._storage is not None:
+            return await self._storage.handle_async_request(request)
         admission = self._admit(request)
         if admission.__class__ is not Ticket:
             if admission.__class__ is not str:
@@ -455,6 +518,42 @@ class AsyncBreakerCore(BreakerCore):
         await self._inner.__aenter__()
         return self
 
+    # The operator API, awaiting the shared state (the sync methods serve in-process state).
+
+    async def astate(self, url_or_key: object) -> CircuitState:
+        """``state``, read from the shared state when the storage is shared."""
+        if self._storage is None:
+            return self.state(url_or_key)
+        shared_state: CircuitState = await self._storage.state(self._key_of(url_or_key))
+        return shared_state
+
+    async def astats(self) -> Mapping[str, CircuitStats]:
+        """``stats``, with the shared state when the storage is shared."""
+        if self._storage is None:
+            return self.stats()
+        shared_stats: Mapping[str, CircuitStats] = await self._storage.stats()
+        return shared_stats
+
+    async def areset(self, url_or_key: object = None) -> None:
+        """``reset``, on the shared state when the storage is shared."""
+        key = self._reset_local(url_or_key)
+        if self._storage is not None:
+            await self._storage.operate(key, "reset", create=False, what="reset")
+
+    async def aforce_open(self, url_or_key: object) -> None:
+        """``force_open``, on the shared state when the storage is shared."""
+        key = self._force_open_local(url_or_key)
+        if self._storage is not None:
+            await self._storage.operate(key, "force", create=True, what="force_open")
+
+    async def aset_mode(self, mode: Mode | str, url_or_key: object = None) -> None:
+        """``set_mode``, on the shared state when the storage is shared."""
+        value, key = self._set_mode_local(mode, url_or_key)
+        if self._storage is not None:
+            if key is None:
+                await self._storage.set_default(value.value)
+            await self._storage.operate(key, "mode", value.value, create=True, what="set_mode")
+
     async def aclose(self) -> None:
         """Close the inner transport (idempotent)."""
         if self._closed:
@@ -467,8 +566,11 @@ class SyncBreakerCore(BreakerCore):
     """The sync twin: a ``BaseTransport``-shaped class, safe to share across threads."""
 
     _body: ClassVar[type[SyncBody]]
+    _asynchronous = False
 
     def handle_request(self, request: Any) -> Any:
+        if self._storage is not None:
+            return self._storage.handle_request(request)
         admission = self._admit(request)
         if admission.__class__ is not Ticket:
             if admission.__class__ is not str:
