@@ -559,7 +559,11 @@ class AsyncBreakerCore(BreakerCore):
         if self._closed:
             return
         self._closed = True
-        await self._inner.aclose()
+        try:
+            await self._inner.aclose()
+        finally:
+            if self._storage is not None:
+                await self._storage.aclose()
 
 
 class SyncBreakerCore(BreakerCore):
@@ -594,4 +598,8 @@ class SyncBreakerCore(BreakerCore):
         if self._closed:
             return
         self._closed = True
-        self._inner.close()
+        try:
+            self._inner.close()
+        finally:
+            if self._storage is not None:
+                self._storage.close()

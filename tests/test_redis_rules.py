@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -35,8 +36,6 @@ from breaker_transport.storage._rules import (
     SCRIPT,
     pack_policy,
 )
-
-redis = pytest.importorskip("redis")
 
 CODES = {CircuitState.CLOSED: 0, CircuitState.OPEN: 1, CircuitState.HALF_OPEN: 2}
 OUTCOME = {Outcome.SUCCESS: "s", Outcome.FAILURE: "f", Outcome.IGNORED: "i"}
@@ -167,7 +166,7 @@ def run_both(client: Any, policy: BreakerPolicy, key: str, steps: list[tuple[Any
         if kind == "admit":
             now += action[1] * 0.25
             member = f"m{next(members)}"
-            reply = lua("admit", now, member, "", "", "", "", "")
+            reply = lua("admit", now, member, "", "", "", "", "", "")
             result = python.admit(now)
             decision = reply[0]
             if isinstance(result, Ticket):
@@ -339,7 +338,7 @@ def test_open_duration_inputs_are_exact_through_the_script(rules_client: Any) ->
     assert isinstance(ticket, Ticket)
     python.settle(ticket, Outcome.FAILURE, False, now)
     later = now + 0.1
-    reply = lua("admit", later, "m", "", "", "", "", "")
+    reply = lua("admit", later, "m", "", "", "", "", "", "")
     assert reply[0] == D_REJECT
     assert float(reply[11]) == python.admit(later) == python.open_until - later
     assert not math.isinf(float(reply[11]))

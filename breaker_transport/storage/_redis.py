@@ -187,6 +187,8 @@ class _Backend:
         self.source = client
         self.timeout = timeout
         self.client = _private_client(client, timeout, self.asynchronous)
+        #: a Cluster client: a script may touch only its own circuit's slot
+        self.cluster = "cluster" in type(client).__module__
         self.no_script = redis.exceptions.NoScriptError
         self.sha = _SHA
         #: round trips made (a pipeline counts once), for tests and benchmarks
@@ -250,6 +252,11 @@ class SyncBackend(_Backend):
 
     def set_mode(self, key: str, mode: str) -> None:
         self.client.hset(key, "mode", mode)
+
+    def close(self) -> None:
+        if self.client is not self.source:  # our own pool: a client given a pool never closes it
+            self.client.close()
+            self.client.connection_pool.disconnect()
 
 
 class AsyncBackend(_Backend):
@@ -322,3 +329,8 @@ class AsyncBackend(_Backend):
 
     async def set_mode(self, key: str, mode: str) -> None:
         await self.client.hset(key, "mode", mode)
+
+    async def aclose(self) -> None:
+        if self.client is not self.source:  # our own pool: a client given a pool never closes it
+            await self.client.aclose()
+            await self.client.connection_pool.disconnect()

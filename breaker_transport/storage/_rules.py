@@ -281,9 +281,15 @@ local function finish(decision, retry)
 end
 
 if op == 'admit' then
-  -- ARGV[6] probe member, ARGV[7] default mode for a new state, ARGV[8..11] a worker's own view
-  -- after Redis was away (state, seconds left open, forced, consecutive) or ''.
-  if #raw == 0 and ARGV[7] ~= '' then m = ARGV[7]; dirty = true end
+  -- ARGV[6] probe member, ARGV[7] default mode for a new state as the worker knows it,
+  -- ARGV[8..11] a worker's own view after Redis was away (state, seconds left open, forced,
+  -- consecutive) or '', ARGV[12] the key of the run-time default mode, read here for a new state
+  -- ('' on Cluster, where it lives in another slot: the worker's ARGV[7] serves instead).
+  if #raw == 0 then
+    local default = ARGV[7]
+    if ARGV[12] ~= '' then default = redis.call('HGET', ARGV[12], 'mode') or '' end
+    if default ~= '' then m = default; dirty = true end
+  end
   if ARGV[8] ~= '' then
     local ls, lrem = tonumber(ARGV[8]), tonumber(ARGV[9])
     local lf, lc = tonumber(ARGV[10]), tonumber(ARGV[11])

@@ -257,7 +257,10 @@ class SharedCircuits:
                 str(circuit.consecutive_failures),
             )
         member = f"{self.token}:{next(self.seq)}"
-        call = self.op_call(circuit.key, circuit.policy, ADMIT, member, self.default_mode, *view)
+        mode_key = "" if self.backend.cluster else self.mode_key
+        call = self.op_call(
+            circuit.key, circuit.policy, ADMIT, member, self.default_mode, *view, mode_key
+        )
         refresh = time.monotonic() >= self.default_mode_at + self.sync_interval
         return call, member, refresh
 
@@ -624,6 +627,10 @@ class SyncSharedCircuits(SharedCircuits):
         if events:
             self.core._dispatch.emit(events)
 
+    def close(self) -> None:
+        """Close the breaker's own Redis connections (never the client you passed)."""
+        self.backend.close()
+
     def set_default(self, mode: str) -> None:
         try:
             self.backend.set_mode(self.mode_key, mode)
@@ -806,6 +813,10 @@ class AsyncSharedCircuits(SharedCircuits):
             events = self.drain()
         if events:
             self.core._dispatch.emit(events)
+
+    async def aclose(self) -> None:
+        """Close the breaker's own Redis connections (never the client you passed)."""
+        await self.backend.aclose()
 
     async def set_default(self, mode: str) -> None:
         self.backend.check_loop()
