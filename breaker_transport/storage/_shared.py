@@ -474,6 +474,59 @@ class SharedCircuits:
             "worker's own circuits only"
         )
 
+    def state_after(self, key: str, replies: list[Reply] | None) -> CircuitState:
+        """The state from a read (None: the store is away, so this worker's own view)."""
+        now = self.core._clock()
+        with self.core._lock:
+            circuit = self.core._registry.get(key)
+            if replies is None:
+                if circuit is None:
+                    return CLOSED
+                circuit.refresh(now)
+                return circuit.state
+            if circuit is not None:
+                self.mirror(circuit, replies[0], now)
+            events = self.drain()
+        if events:
+            self.core._dispatch.emit(events)
+        return _STATES[replies[0][1]]
+
+    def stats_after(self, keys: list[str], replies: list[Reply] | None) -> dict[str, CircuitStats]:
+        core = self.core
+        if replies is None:
+            snapshot: dict[str, CircuitStats] = core._locked(
+                lambda now: {k: c.snapshot(now) for k, c in core._registry.circuits.items()}
+            )
+            return snapshot
+        now = core._clock()
+        result: dict[str, CircuitStats] = {}
+        with core._lock:
+            for key, reply in zip(keys, replies, strict=True):
+                circuit = core._registry.get(key)
+                if circuit is not None:
+                    result[key] = self.stats_from(circuit, reply, now)
+            events = self.drain()
+        if events:
+            core._dispatch.emit(events)
+        return result
+
+    def op_calls(
+        self, names: list[str], op: str, extra: tuple[str, ...]
+    ) -> tuple[list[str], list[Call]]:
+        """The circuit keys inside state-hash ``names`` and the calls of ``op`` on each."""
+        keys = [self.key_of_state(n) for n in names]
+        return keys, [self.op_call(k, self.policy_for_key(k), op, *extra) for k in keys]
+
+    def operated(self, keys: list[str], replies: list[Reply], *, create: bool) -> None:
+        self.available()
+        now = self.core._clock()
+        with self.core._lock:
+            for key, reply in zip(keys, replies, strict=True):
+                self.applied(key, reply, now, create=create)
+            events = self.drain()
+        if events:
+            self.core._dispatch.emit(events)
+
     def scan_pattern(self) -> str:
         return f"{_escape_glob(self.prefix)}:{{*}}"
 
@@ -572,39 +625,11 @@ class SyncSharedCircuits(SharedCircuits):
         return list(replies)
 
     def state(self, key: str) -> CircuitState:
-        replies = self.read([key])
-        now = self.core._clock()
-        with self.core._lock:
-            circuit = self.core._registry.get(key)
-            if replies is None:  # the local view
-                if circuit is None:
-                    return CLOSED
-                circuit.refresh(now)
-                return circuit.state
-            if circuit is not None:
-                self.mirror(circuit, replies[0], now)
-            events = self.drain()
-        if events:
-            self.core._dispatch.emit(events)
-        return _STATES[replies[0][1]]
+        return self.state_after(key, self.read([key]))
 
     def stats(self) -> Mapping[str, CircuitStats]:
-        core = self.core
-        keys = list(core._registry.circuits)
-        replies = self.read(keys)
-        if replies is None:
-            return local_stats(core)
-        now = core._clock()
-        result: dict[str, CircuitStats] = {}
-        with core._lock:
-            for key, reply in zip(keys, replies, strict=True):
-                circuit = core._registry.get(key)
-                if circuit is not None:
-                    result[key] = self.stats_from(circuit, reply, now)
-            events = self.drain()
-        if events:
-            core._dispatch.emit(events)
-        return result
+        keys = list(self.core._registry.circuits)
+        return self.stats_after(keys, self.read(keys))
 
     def operate(self, key: str | None, op: str, *extra: str, create: bool, what: str) -> None:
         try:
@@ -613,19 +638,11 @@ class SyncSharedCircuits(SharedCircuits):
                 if key is not None
                 else list(self.backend.scan(self.scan_pattern()))
             )
-            keys = [self.key_of_state(n) for n in names]
-            calls = [self.op_call(k, self.policy_for_key(k), op, *extra) for k in keys]
+            keys, calls = self.op_calls(names, op, extra)
             replies = self.backend.call_many(calls)
         except Exception as exc:
             raise self.unreachable_for_operation(what, exc) from exc
-        self.available()
-        now = self.core._clock()
-        with self.core._lock:
-            for k, reply in zip(keys, replies, strict=True):
-                self.applied(k, reply, now, create=create)
-            events = self.drain()
-        if events:
-            self.core._dispatch.emit(events)
+        self.operated(keys, replies, create=create)
 
     def close(self) -> None:
         """Close the breaker's own Redis connections (never the client you passed)."""
@@ -757,62 +774,25 @@ class AsyncSharedCircuits(SharedCircuits):
 
     async def state(self, key: str) -> CircuitState:
         self.backend.check_loop()
-        replies = await self.read([key])
-        now = self.core._clock()
-        with self.core._lock:
-            circuit = self.core._registry.get(key)
-            if replies is None:
-                if circuit is None:
-                    return CLOSED
-                circuit.refresh(now)
-                return circuit.state
-            if circuit is not None:
-                self.mirror(circuit, replies[0], now)
-            events = self.drain()
-        if events:
-            self.core._dispatch.emit(events)
-        return _STATES[replies[0][1]]
+        return self.state_after(key, await self.read([key]))
 
     async def stats(self) -> Mapping[str, CircuitStats]:
         self.backend.check_loop()
-        core = self.core
-        keys = list(core._registry.circuits)
-        replies = await self.read(keys)
-        if replies is None:
-            return local_stats(core)
-        now = core._clock()
-        result: dict[str, CircuitStats] = {}
-        with core._lock:
-            for key, reply in zip(keys, replies, strict=True):
-                circuit = core._registry.get(key)
-                if circuit is not None:
-                    result[key] = self.stats_from(circuit, reply, now)
-            events = self.drain()
-        if events:
-            core._dispatch.emit(events)
-        return result
+        keys = list(self.core._registry.circuits)
+        return self.stats_after(keys, await self.read(keys))
 
     async def operate(self, key: str | None, op: str, *extra: str, create: bool, what: str) -> None:
         self.backend.check_loop()
         try:
-            names = (
-                [self.keys(key)[0]]
-                if key is not None
-                else [n async for n in self.backend.scan(self.scan_pattern())]
-            )
-            keys = [self.key_of_state(n) for n in names]
-            calls = [self.op_call(k, self.policy_for_key(k), op, *extra) for k in keys]
+            if key is not None:
+                names = [self.keys(key)[0]]
+            else:
+                names = [n async for n in self.backend.scan(self.scan_pattern())]
+            keys, calls = self.op_calls(names, op, extra)
             replies = await self.backend.call_many(calls)
         except Exception as exc:
             raise self.unreachable_for_operation(what, exc) from exc
-        self.available()
-        now = self.core._clock()
-        with self.core._lock:
-            for k, reply in zip(keys, replies, strict=True):
-                self.applied(k, reply, now, create=create)
-            events = self.drain()
-        if events:
-            self.core._dispatch.emit(events)
+        self.operated(keys, replies, create=create)
 
     async def aclose(self) -> None:
         """Close the breaker's own Redis connections (never the client you passed)."""
@@ -842,11 +822,3 @@ def verdict(core: BreakerCore, request: Any, key: str, result: Ticket | float | 
     if result is None:
         return key
     return core._reject(request, key, result)  # type: ignore[arg-type]
-
-
-def local_stats(core: BreakerCore) -> dict[str, CircuitStats]:
-    """This worker's own view, while the store is away."""
-    snapshot: dict[str, CircuitStats] = core._locked(
-        lambda now: {k: c.snapshot(now) for k, c in core._registry.circuits.items()}
-    )
-    return snapshot
