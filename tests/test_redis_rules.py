@@ -34,7 +34,9 @@ from breaker_transport.storage._rules import (
     F_LEASE_GONE,
     F_STALE,
     SCRIPT,
+    SEP,
     pack_policy,
+    parse_reply,
 )
 
 CODES = {CircuitState.CLOSED: 0, CircuitState.OPEN: 1, CircuitState.HALF_OPEN: 2}
@@ -97,8 +99,8 @@ class LuaCircuit:
         self.packed, self.fingerprint = pack_policy(policy)
 
     def __call__(self, op: str, now: float, *extra: str) -> list[Any]:
-        args = [op, self.packed, self.fingerprint, repr(now), "3600000", *extra]
-        return list(self.script(keys=self.keys, args=args))
+        args = [op, self.packed, self.fingerprint, repr(now), "3600000", SEP.join(extra)]
+        return parse_reply(self.script(keys=self.keys, args=args))
 
 
 def compare(python: Circuit, reply: list[Any], now: float, where: str) -> None:

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._base import Storage
-from ._rules import SCRIPT
+from ._rules import SCRIPT, parse_reply
 
 if TYPE_CHECKING:
     from .._transport import BreakerCore
@@ -221,12 +221,11 @@ class SyncBackend(_Backend):
                 raise reply
             if isinstance(mode, Exception):
                 raise mode
-            return reply, mode
+            return parse_reply(reply), mode
         raise RuntimeError("the breaker script could not be loaded into Redis")
 
     def _evalsha(self, keys: Sequence[str], args: Sequence[str]) -> Reply:
-        reply: Reply = self.client.execute_command("EVALSHA", self.sha, 3, *keys, *args)
-        return reply
+        return parse_reply(self.client.execute_command("EVALSHA", self.sha, 3, *keys, *args))
 
     def call_many(self, calls: list[Call]) -> list[Reply]:
         if not calls:
@@ -243,7 +242,7 @@ class SyncBackend(_Backend):
             for reply in replies:
                 if isinstance(reply, Exception):
                     raise reply
-            return list(replies)
+            return [parse_reply(reply) for reply in replies]
         raise RuntimeError("the breaker script could not be loaded into Redis")
 
     def scan(self, pattern: str) -> Iterator[str]:
@@ -298,12 +297,11 @@ class AsyncBackend(_Backend):
                 raise reply
             if isinstance(mode, Exception):
                 raise mode
-            return reply, mode
+            return parse_reply(reply), mode
         raise RuntimeError("the breaker script could not be loaded into Redis")
 
     async def _evalsha(self, keys: Sequence[str], args: Sequence[str]) -> Reply:
-        reply: Reply = await self.client.execute_command("EVALSHA", self.sha, 3, *keys, *args)
-        return reply
+        return parse_reply(await self.client.execute_command("EVALSHA", self.sha, 3, *keys, *args))
 
     async def call_many(self, calls: list[Call]) -> list[Reply]:
         if not calls:
@@ -320,7 +318,7 @@ class AsyncBackend(_Backend):
             for reply in replies:
                 if isinstance(reply, Exception):
                     raise reply
-            return list(replies)
+            return [parse_reply(reply) for reply in replies]
         raise RuntimeError("the breaker script could not be loaded into Redis")
 
     async def scan(self, pattern: str) -> AsyncIterator[str]:

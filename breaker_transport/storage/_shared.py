@@ -46,6 +46,7 @@ from ._rules import (
     D_SHADOW,
     F_POLICY_MISMATCH,
     READ,
+    SEP,
     SETTLE,
     pack_policy,
 )
@@ -156,7 +157,7 @@ class SharedCircuits:
 
     def op_call(self, key: str, policy: BreakerPolicy, op: str, *extra: str) -> Call:
         packed, fingerprint = self.pack(policy)
-        return self.keys(key), (op, packed, fingerprint, "", self.idle_ttl_ms, *extra)
+        return self.keys(key), (op, packed, fingerprint, "", self.idle_ttl_ms, SEP.join(extra))
 
     def policy_for_key(self, key: str) -> BreakerPolicy:
         circuit = self.core._registry.circuits.get(key)
