@@ -77,7 +77,9 @@ def parse_retry_after(value: str, date: str | None, wall_now: float) -> float | 
     """
     text = value.strip()
     if text.isascii() and text.isdigit():
-        return float(min(int(text), 10**12))
+        # More than 12 digits is more than 30,000 years: cap it here (int() of a string of
+        # thousands of digits raises) and let the caller cap it again at max_recovery_timeout.
+        return float(int(text)) if len(text) <= 12 else 1e12
     try:
         when = parsedate_to_datetime(text).timestamp()
     except (TypeError, ValueError, IndexError, OverflowError):

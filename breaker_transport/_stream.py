@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 class _BodyState:
     """What the wrapper needs to settle its call; ``ticket`` is None once settled."""
 
-    _breaker: BreakerCore
+    _breaker: BreakerCore[Any]
     _ticket: Ticket | None
     _request: Any
     _response: Any
@@ -30,7 +30,7 @@ class _BodyState:
 
     def _bind(
         self,
-        breaker: BreakerCore,
+        breaker: BreakerCore[Any],
         ticket: Ticket,
         request: Any,
         response: Any,
@@ -64,7 +64,7 @@ class SyncBody(_BodyState):
     def __init__(
         self,
         stream: Any,
-        breaker: BreakerCore,
+        breaker: BreakerCore[Any],
         ticket: Ticket,
         request: Any,
         response: Any,
@@ -104,7 +104,7 @@ class AsyncBody(_BodyState):
     def __init__(
         self,
         stream: Any,
-        breaker: BreakerCore,
+        breaker: BreakerCore[Any],
         ticket: Ticket,
         request: Any,
         response: Any,

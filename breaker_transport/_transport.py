@@ -11,13 +11,16 @@ stream) -> ``_finish_body`` when the body ends, fails or is closed -> ``_settle`
 
 from __future__ import annotations
 
+import copy
+import inspect
 import logging
 import math
 import random
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from ._circuit import FAILURE, SUCCESS, Ticket
 from ._classify import (
@@ -33,7 +36,10 @@ from ._policy import BreakerPolicy, FailureKind, coerce_mode
 from ._registry import Registry
 from ._stream import AsyncBody, SyncBody
 from ._types import CallEvent, CircuitState, CircuitStats, Mode, Outcome, StateChange
-from .storage._base import attach_storage
+from .storage._base import Storage, attach_storage
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 logger = logging.getLogger("breaker_transport")
 
@@ -43,6 +49,9 @@ _OPTION_NAMES = frozenset({"bypass", "key"})
 KeyFunction = Callable[[Any], str]
 Fallback = Callable[[Any, Any], Any]
 Clock = Callable[[], float]
+
+#: A flavour's inner transport type (``httpx.AsyncBaseTransport``, ``httpx2.BaseTransport`` ...).
+TransportT = TypeVar("TransportT")
 
 
 def kind_map(module: Any) -> KindMap:
@@ -86,6 +95,13 @@ class CircuitOpenErrorMixin(Exception):
         self.state = state
 
 
+def _keyword_names(function: Callable[..., Any]) -> frozenset[str]:
+    """The options a constructor takes by keyword (the inner ``transport`` aside)."""
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    parameters = inspect.signature(function).parameters.values()
+    return frozenset(p.name for p in parameters if p.kind in kinds) - {"self", "transport"}
+
+
 def _check_callable(name: str, value: object) -> None:
     if value is not None and not callable(value):
         raise TypeError(
@@ -93,7 +109,7 @@ def _check_callable(name: str, value: object) -> None:
         )
 
 
-class BreakerCore:
+class BreakerCore(Generic[TransportT]):
     """State, configuration and the operator API of one breaker transport."""
 
     # Set by each flavour.
@@ -102,10 +118,89 @@ class BreakerCore:
     _open_error: ClassVar[type[CircuitOpenErrorMixin]]
     _response_type: ClassVar[type[Any]]
     _url_type: ClassVar[type[Any]]
+    # Set by each twin (async, sync) of a flavour.
+    _http_transport: ClassVar[Callable[..., Any]]  # the library's (Async)HTTPTransport
+    _inner_method: ClassVar[str]  # "handle_async_request" / "handle_request"
+    _inner_base: ClassVar[str]  # "AsyncBaseTransport" / "BaseTransport"
+    _router_handler: ClassVar[str]  # how to wrap a respx router: "async_handler" / "handler"
 
     _inner: Any
     #: set by each twin: does this transport await its storage?
     _asynchronous: ClassVar[bool]
+    _http_options: Mapping[str, Any] | None = None
+
+    def __init__(
+        self,
+        transport: TransportT | None = None,
+        *,
+        policy: BreakerPolicy | None = None,
+        per_host: Mapping[str, BreakerPolicy] | None = None,
+        key: KeyFunction | None = None,
+        on_state_change: Callable[[StateChange], object] | None = None,
+        fallback: Fallback | None = None,
+        clock: Clock | None = None,
+        max_circuits: int = 10_000,
+        rng: random.Random | None = None,
+        listeners: Iterable[BreakerListener] = (),
+        storage: Storage | None = None,
+    ) -> None:
+        self._setup(
+            self._http_transport() if transport is None else self._checked_inner(transport),
+            policy=policy,
+            per_host=per_host,
+            key=key,
+            on_state_change=on_state_change,
+            fallback=fallback,
+            clock=clock,
+            max_circuits=max_circuits,
+            rng=rng,
+            listeners=listeners,
+            storage=storage,
+        )
+
+    def _checked_inner(self, transport: object) -> object:
+        if not callable(getattr(transport, self._inner_method, None)):
+            raise TypeError(
+                f"transport must be an {self._library}.{self._inner_base} (it has no "
+                f"{self._inner_method}), got {transport!r} ({type(transport).__name__}); wrap a "
+                f"respx router as {self._library}.MockTransport(router.{self._router_handler})"
+            )
+        return transport
+
+    @classmethod
+    def _over_http(cls, options: Mapping[str, Any]) -> Self:
+        """Build the library's HTTP transport from the options it takes, and wrap it."""
+        own = _keyword_names(BreakerCore.__init__)
+        forwarded = _keyword_names(cls._http_transport.__init__)
+        unknown = set(options) - own - forwarded - {"transport"}
+        if "transport" in options or unknown:
+            bad = sorted(unknown | ({"transport"} & set(options)))
+            raise TypeError(
+                f"{cls.__name__}.over_http() got unknown option(s) {bad}: it takes the breaker's "
+                f"options {sorted(own)} and the {cls._http_transport.__qualname__} options "
+                f"{sorted(forwarded)}; to wrap a transport of your own, pass it to "
+                f"{cls.__name__}(transport)"
+            )
+        http = {name: value for name, value in options.items() if name in forwarded}
+        breaker = cls(cls._http_transport(**http), **{n: v for n, v in options.items() if n in own})
+        breaker._http_options = MappingProxyType(http)
+        return breaker
+
+    @property
+    def http_options(self) -> Mapping[str, Any] | None:
+        """The HTTP transport options given to ``over_http`` (None for a transport of your own)."""
+        return self._http_options
+
+    def wrap(self, transport: TransportT) -> Self:
+        """A transport over another inner ``transport`` that shares this one's circuits,
+        policies, listeners, fallback and clock (``mounts=`` of one client, say): a host's circuit
+        is the same whichever of them its requests go through. Each closes only its own inner
+        transport."""
+        twin = copy.copy(self)  # shallow on purpose: the registry, lock and dispatcher are shared
+        twin._inner = self._checked_inner(transport)
+        twin._closed = False
+        twin._http_options = None
+        return twin
 
     def _setup(
         self,
@@ -491,15 +586,18 @@ class BreakerCore:
         return None
 
 
-class AsyncBreakerCore(BreakerCore):
+class AsyncBreakerCore(BreakerCore[TransportT]):
     """The async twin: an ``AsyncBaseTransport``-shaped class over the shared core."""
 
     _body: ClassVar[type[AsyncBody]]
     _asynchronous = True
+    _inner_method = "handle_async_request"
+    _inner_base = "AsyncBaseTransport"
+    _router_handler = "async_handler"
 
     async def handle_async_request(self, request: Any) -> Any:
         if self._storage is not None:
-            return await self._storage.handle_async_request(request)
+            return await self._storage.handle_async_request(self, request)
         admission = self._admit(request)
         if admission.__class__ is not Ticket:
             if admission.__class__ is not str:
@@ -514,7 +612,7 @@ class AsyncBreakerCore(BreakerCore):
             raise
         return self._track(admission, request, response, self._body)
 
-    async def __aenter__(self: Any) -> Any:
+    async def __aenter__(self) -> Self:
         await self._inner.__aenter__()
         return self
 
@@ -554,6 +652,9 @@ class AsyncBreakerCore(BreakerCore):
                 await self._storage.set_default(value.value)
             await self._storage.operate(key, "mode", value.value, create=True, what="set_mode")
 
+    async def __aexit__(self, *args: object) -> None:
+        await self.aclose()
+
     async def aclose(self) -> None:
         """Close the inner transport (idempotent)."""
         if self._closed:
@@ -566,15 +667,18 @@ class AsyncBreakerCore(BreakerCore):
                 await self._storage.aclose()
 
 
-class SyncBreakerCore(BreakerCore):
+class SyncBreakerCore(BreakerCore[TransportT]):
     """The sync twin: a ``BaseTransport``-shaped class, safe to share across threads."""
 
     _body: ClassVar[type[SyncBody]]
     _asynchronous = False
+    _inner_method = "handle_request"
+    _inner_base = "BaseTransport"
+    _router_handler = "handler"
 
     def handle_request(self, request: Any) -> Any:
         if self._storage is not None:
-            return self._storage.handle_request(request)
+            return self._storage.handle_request(self, request)
         admission = self._admit(request)
         if admission.__class__ is not Ticket:
             if admission.__class__ is not str:
@@ -589,9 +693,12 @@ class SyncBreakerCore(BreakerCore):
             raise
         return self._track(admission, request, response, self._body)
 
-    def __enter__(self: Any) -> Any:
+    def __enter__(self) -> Self:
         self._inner.__enter__()
         return self
+
+    def __exit__(self, *args: object) -> None:
+        self.close()
 
     def close(self) -> None:
         """Close the inner transport (idempotent)."""

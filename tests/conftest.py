@@ -6,6 +6,7 @@ import pytest
 
 from breaker_transport.testing import ManualClock
 
+from .flavours import Flavour, load
 from .redis_server import RedisServer
 from .servers import FlakyServer
 
@@ -53,3 +54,9 @@ def own_redis() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(params=["httpx", "httpx2"])
+def flavour(request: pytest.FixtureRequest) -> Flavour:
+    """Each HTTP library the breaker supports: the contract tests run against both."""
+    return load(str(request.param))

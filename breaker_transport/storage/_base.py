@@ -26,7 +26,7 @@ class StorageUnavailableError(RuntimeError):
 class Storage:
     """Base class of circuit storages. Pass one as ``storage=`` to a transport."""
 
-    def attach(self, core: BreakerCore, *, asynchronous: bool) -> SharedCircuits | None:
+    def attach(self, core: BreakerCore[Any], *, asynchronous: bool) -> SharedCircuits | None:
         """Bind to one transport; return its shared engine, or None for in-process state."""
         raise NotImplementedError
 
@@ -37,11 +37,11 @@ class Storage:
 class MemoryStorage(Storage):
     """In-process state (the default): fast, per worker, nothing shared."""
 
-    def attach(self, core: BreakerCore, *, asynchronous: bool) -> None:
+    def attach(self, core: BreakerCore[Any], *, asynchronous: bool) -> None:
         return None
 
 
-def attach_storage(storage: Any, core: BreakerCore, *, asynchronous: bool) -> Any:
+def attach_storage(storage: Any, core: BreakerCore[Any], *, asynchronous: bool) -> Any:
     """What ``_setup`` stores as ``core._storage``: None (in-process) or a shared engine."""
     if storage is None:
         return None

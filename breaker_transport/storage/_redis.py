@@ -125,7 +125,7 @@ class RedisStorage(Storage):
         kind = "redis.asyncio" if self.asynchronous else "redis"
         return f"RedisStorage({kind}, prefix={self.prefix!r}, timeout={self.timeout:g})"
 
-    def attach(self, core: BreakerCore, *, asynchronous: bool) -> SharedCircuits:
+    def attach(self, core: BreakerCore[Any], *, asynchronous: bool) -> SharedCircuits:
         from ._shared import AsyncSharedCircuits, SyncSharedCircuits
 
         if asynchronous != self.asynchronous:

@@ -108,7 +108,7 @@ class SharedCircuits:
     The twins below (``SyncSharedCircuits``, ``AsyncSharedCircuits``) do the I/O in between.
     """
 
-    def __init__(self, storage: RedisStorage, core: BreakerCore, backend: Any) -> None:
+    def __init__(self, storage: RedisStorage, core: BreakerCore[Any], backend: Any) -> None:
         self.storage = storage
         self.core = core
         self.backend = backend
@@ -539,8 +539,9 @@ class SharedCircuits:
 class SyncSharedCircuits(SharedCircuits):
     """The sync twin: blocking calls to ``redis.Redis``, for ``CircuitBreakerTransport``."""
 
-    def handle_request(self, request: Any) -> Any:
-        core = self.core
+    def handle_request(self, core: BreakerCore[Any], request: Any) -> Any:
+        """The request path of ``core`` (this engine's transport, or a ``wrap()`` twin of it,
+        which shares its circuits but has an inner transport of its own)."""
         admission = self.admit(request)
         if admission.__class__ is not Ticket:
             if admission.__class__ is not str:
@@ -660,8 +661,8 @@ class SyncSharedCircuits(SharedCircuits):
 class AsyncSharedCircuits(SharedCircuits):
     """The async twin: ``redis.asyncio`` (asyncio only), for ``AsyncCircuitBreakerTransport``."""
 
-    async def handle_async_request(self, request: Any) -> Any:
-        core = self.core
+    async def handle_async_request(self, core: BreakerCore[Any], request: Any) -> Any:
+        """The request path of ``core`` (see ``SyncSharedCircuits.handle_request``)."""
         admission = await self.admit(request)
         if admission.__class__ is not Ticket:
             if admission.__class__ is not str:
@@ -808,7 +809,7 @@ class AsyncSharedCircuits(SharedCircuits):
         self.set_default_mode(mode.encode())
 
 
-def request_key(core: BreakerCore, request: Any) -> tuple[str, bool]:
+def request_key(core: BreakerCore[Any], request: Any) -> tuple[str, bool]:
     """The circuit key of a request and whether it bypasses the breaker."""
     options = request.extensions.get("circuit_breaker")
     if options is not None:
@@ -816,7 +817,7 @@ def request_key(core: BreakerCore, request: Any) -> tuple[str, bool]:
     return core._request_key(request), False
 
 
-def verdict(core: BreakerCore, request: Any, key: str, result: Ticket | float | None) -> Any:
+def verdict(core: BreakerCore[Any], request: Any, key: str, result: Ticket | float | None) -> Any:
     """A ticket as it is; None (disabled) as the key to pass through; seconds as a rejection."""
     if result.__class__ is Ticket:
         return result
