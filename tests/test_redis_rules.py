@@ -344,3 +344,37 @@ def test_open_duration_inputs_are_exact_through_the_script(rules_client: Any) ->
     assert reply[0] == D_REJECT
     assert float(reply[11]) == python.admit(later) == python.open_until - later
     assert not math.isinf(float(reply[11]))
+
+
+def test_resync_after_an_outage_keeps_the_more_pessimistic_view(rules_client: Any) -> None:
+    """A worker's own view (state, seconds left open, forced, consecutive) rides on its first
+    admission after Redis was away; the script keeps whichever view is worse."""
+    policy = BreakerPolicy(failure_threshold=5, recovery_timeout=10.0)
+    now = 5000.0
+
+    def admit(lua: LuaCircuit, *view: str) -> list[Any]:
+        return lua("admit", now, "m", "", *view, "")
+
+    fresh = LuaCircuit(rules_client, policy, "resync-closed")
+    reply = admit(fresh, "1", "30.0", "0", "5")  # shared closed, the worker saw it open
+    assert (reply[0], reply[1], float(reply[11])) == (D_REJECT, 1, 30.0)
+    assert reply[9] == b"open in a worker while Redis was away"
+
+    shorter = LuaCircuit(rules_client, policy, "resync-later-deadline")
+    for _ in range(5):  # opened 5 s ago for 10 s: until now + 5
+        shorter("settle", now - 5, "0", "", "f", "0", "", "0")
+    assert float(admit(shorter, "1", "30.0", "0", "5")[11]) == 30.0  # the later deadline
+    assert float(admit(shorter, "1", "3.0", "0", "5")[11]) == 30.0  # never shortened
+
+    counts = LuaCircuit(rules_client, policy, "resync-count")
+    counts("settle", now, "0", "", "f", "0", "", "0")
+    reply = admit(counts, "0", "0.0", "0", "4")
+    assert (reply[1], reply[5]) == (0, 4)  # the larger consecutive count
+
+    probing = LuaCircuit(rules_client, policy, "resync-half-open")
+    reply = admit(probing, "2", "0.0", "0", "0")
+    assert (reply[0], reply[1]) == (D_PROBE, 2)  # sent to a probe, counted globally
+
+    forced = LuaCircuit(rules_client, policy, "resync-forced")
+    reply = admit(forced, "1", "0.0", "1", "0")
+    assert (reply[0], reply[4], reply[11]) == (D_REJECT, 1, b"inf")

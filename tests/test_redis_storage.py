@@ -612,3 +612,43 @@ def _no_fallback_surprises(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     yield
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [], [r.getMessage() for r in errors]
+
+
+# -- the other transports that share an engine -----------------------------------------------
+
+
+def test_a_wrap_twin_shares_the_redis_circuits_but_sends_through_its_own_inner(
+    redis_url: str,
+) -> None:
+    calls_a: list[str] = []
+    calls_twin: list[str] = []
+    a = sync_breaker(redis_url, status_host([503], calls_a))
+    twin = a.wrap(httpx.MockTransport(status_host([503], calls_twin)))
+    assert [send(a), send(twin), send(a)] == [503, 503, 503]
+    assert (len(calls_a), len(calls_twin)) == (2, 1)
+    assert send(twin) == "open"
+    other = sync_breaker(redis_url, status_host([200]))
+    assert other.state(HOST) is CircuitState.OPEN
+    a.close()
+    other.close()
+
+
+def test_the_httpx2_flavour_shares_state_with_the_httpx_one(redis_url: str) -> None:
+    from .flavours import HTTPX2_RUNS, load
+
+    if not HTTPX2_RUNS:
+        pytest.skip("httpx2 needs Python 3.11+")
+    flavour = load("httpx2")
+    breaker2 = flavour.Sync(
+        flavour.mock(503, 503, 503),
+        policy=POLICY,
+        storage=RedisStorage(redis.Redis.from_url(redis_url), prefix="t"),
+    )
+    for _ in range(3):
+        breaker2.handle_request(flavour.lib.Request("GET", HOST))
+    with pytest.raises(flavour.CircuitOpenError):
+        breaker2.handle_request(flavour.lib.Request("GET", HOST))
+    plain = sync_breaker(redis_url, status_host([200]))
+    assert send(plain) == "open"
+    breaker2.close()
+    plain.close()

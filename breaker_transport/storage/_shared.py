@@ -372,8 +372,11 @@ class SharedCircuits:
     def local_settle(
         self, ticket: Ticket, outcome: Outcome, slow: bool, hint: float | None, now: float
     ) -> bool:
-        """*locked* The in-process state machine settles it (counted; maybe moves local state)."""
-        if ticket.shared is None or self.down:
+        """*locked* The in-process state machine settles it (counted; maybe moves local state).
+
+        While the store is away that local state is the worker's own view, merged at the next
+        admission that reaches the store (admissions made meanwhile marked the key already)."""
+        if self.down:
             self.dirty.add(ticket.circuit.key)
         return ticket.circuit.settle(ticket, outcome, slow, now, hint)
 
