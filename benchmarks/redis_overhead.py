@@ -90,151 +90,150 @@ def local_redis() -> Iterator[str]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _time_sync(send: Callable[[], object], requests: int, repeats: int) -> list[float]:
-    """Microseconds per request, one number per repeat (after one warm-up repeat)."""
-    samples = []
-    for index in range(repeats + 1):
-        started = time.perf_counter()
-        for _ in range(requests):
-            send()
-        elapsed = time.perf_counter() - started
-        if index:
-            samples.append(elapsed / requests * 1e6)
-    return samples
-
-
-def _evalsha_calls(redis_module: Any, url: str) -> int:
+def _commands(redis_module: Any, url: str) -> int:
+    """Commands Redis has executed so far (every kind), from INFO commandstats."""
     with redis_module.Redis.from_url(url) as admin:
         stats = admin.info("commandstats")
     return sum(int(v["calls"]) for v in stats.values())
 
 
 def run(redis_url: str, *, requests: int = 500, repeats: int = 5) -> dict[str, Any]:
-    """Measure every variant; returns {variant: {"us_per_request", "overhead_us",
-    "round_trips_per_request"}} plus the parameters."""
+    """Measure every variant; returns {"variants": {name: {"us_per_request", "overhead_us",
+    "round_trips_per_request"}}, "requests", "repeats"}.
+
+    The variants take turns within each repeat (one warm-up repeat first), so a machine whose
+    load changes during the run slows them all alike; each figure is the median over repeats.
+    """
     import redis
+    import redis.asyncio
 
     from breaker_transport.storage import RedisStorage
 
-    results: dict[str, Any] = {"requests": requests, "repeats": repeats, "variants": {}}
-    variants = results["variants"]
+    loop = asyncio.new_event_loop()
+    sync_variants: dict[str, tuple[Callable[[], object], Any]] = {}
+    async_variants: dict[str, tuple[Callable[[], Any], Any]] = {}
 
-    def record(name: str, samples: list[float], round_trips: float | None) -> None:
-        variants[name] = {
-            "us_per_request": statistics.median(samples),
-            "round_trips_per_request": round_trips,
-        }
-
-    # The floor of one round trip to this Redis (a PING), for scale.
-    with redis.Redis.from_url(redis_url) as ping_client:
-        ping_client.ping()
-        record("(reference) one Redis PING", _time_sync(ping_client.ping, requests, repeats), 1.0)
-
-    # Bare client: the floor every variant pays.
-    with httpx.Client(transport=httpx.MockTransport(_ok)) as client:
-        record("no breaker", _time_sync(lambda: client.get(URL), requests, repeats), 0.0)
-
-    with httpx.Client(
+    ping_client = redis.Redis.from_url(redis_url)
+    sync_variants["(reference) one Redis PING"] = (ping_client.ping, None)
+    bare = httpx.Client(transport=httpx.MockTransport(_ok))
+    sync_variants["no breaker"] = (lambda: bare.get(URL), None)
+    memory = httpx.Client(
         transport=CircuitBreakerTransport(httpx.MockTransport(_ok), policy=POLICY)
-    ) as client:
-        record("in-memory", _time_sync(lambda: client.get(URL), requests, repeats), 0.0)
+    )
+    sync_variants["in-memory"] = (lambda: memory.get(URL), None)
 
-    # RedisStorage, sync, closed path (admit + settle).
-    transport = CircuitBreakerTransport(
+    shared = CircuitBreakerTransport(
         httpx.MockTransport(_ok),
         policy=POLICY,
         storage=RedisStorage(redis.Redis.from_url(redis_url), prefix="bench"),
     )
-    with httpx.Client(transport=transport) as client:
-        client.get(URL)
-        before = transport._storage.round_trips
-        samples = _time_sync(lambda: client.get(URL), requests, repeats)
-        trips = (transport._storage.round_trips - before) / (requests * (repeats + 1))
-        record("RedisStorage sync (closed)", samples, trips)
+    shared_client = httpx.Client(transport=shared)
+    sync_variants["RedisStorage sync (closed)"] = (lambda: shared_client.get(URL), shared)
 
-    # RedisStorage, sync, a circuit known to be open: rejected from the local mirror.
-    transport = CircuitBreakerTransport(
+    known_open = CircuitBreakerTransport(
         httpx.MockTransport(_fail),
         policy=POLICY,
         storage=RedisStorage(
             redis.Redis.from_url(redis_url), prefix="bench-open", sync_interval=3600.0
         ),
     )
-    with httpx.Client(transport=transport) as client:
-        for _ in range(POLICY.failure_threshold or 1):
-            client.get(URL)
+    open_client = httpx.Client(transport=known_open)
+    for _ in range(POLICY.failure_threshold or 1):
+        open_client.get(URL)
 
-        def rejected() -> None:
-            with suppress(CircuitOpenError):
-                client.get(URL)
+    def rejected() -> None:
+        with suppress(CircuitOpenError):
+            open_client.get(URL)
 
-        before = transport._storage.round_trips
-        samples = _time_sync(rejected, requests, repeats)
-        trips = (transport._storage.round_trips - before) / (requests * (repeats + 1))
-        record("RedisStorage sync (known open, rejected)", samples, trips)
+    sync_variants["RedisStorage sync (known open, rejected)"] = (rejected, known_open)
 
-    # RedisStorage, async (redis.asyncio), closed path.
-    async def async_variant() -> tuple[list[float], float]:
-        import redis.asyncio
+    bare_async = httpx.AsyncClient(transport=httpx.MockTransport(_ok))
+    async_variants["no breaker (async)"] = (lambda: bare_async.get(URL), None)
+    shared_async = AsyncCircuitBreakerTransport(
+        httpx.MockTransport(_ok),
+        policy=POLICY,
+        storage=RedisStorage(redis.asyncio.Redis.from_url(redis_url), prefix="bench-async"),
+    )
+    async_client = httpx.AsyncClient(transport=shared_async)
+    async_variants["RedisStorage async (closed)"] = (lambda: async_client.get(URL), shared_async)
 
-        transport = AsyncCircuitBreakerTransport(
-            httpx.MockTransport(_ok),
-            policy=POLICY,
-            storage=RedisStorage(redis.asyncio.Redis.from_url(redis_url), prefix="bench-async"),
-        )
-        async with httpx.AsyncClient(transport=transport) as client:
-            await client.get(URL)
-            before = transport._storage.round_trips
-            samples = []
-            for index in range(repeats + 1):
-                started = time.perf_counter()
-                for _ in range(requests):
-                    await client.get(URL)
-                if index:
-                    samples.append((time.perf_counter() - started) / requests * 1e6)
-            trips = (transport._storage.round_trips - before) / (requests * (repeats + 1))
-        return samples, trips
-
-    async def async_floor() -> list[float]:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(_ok)) as client:
-            samples = []
-            for index in range(repeats + 1):
-                started = time.perf_counter()
-                for _ in range(requests):
-                    await client.get(URL)
-                if index:
-                    samples.append((time.perf_counter() - started) / requests * 1e6)
-        return samples
-
-    record("no breaker (async)", asyncio.run(async_floor()), 0.0)
-    samples, trips = asyncio.run(async_variant())
-    record("RedisStorage async (closed)", samples, trips)
-
-    # pybreaker with CircuitRedisStorage, wrapping the same client call.
+    breaker: Any = None
     try:
         import pybreaker
     except ImportError:
-        variants["pybreaker CircuitRedisStorage"] = {"skipped": "pip install pybreaker"}
+        pybreaker = None
     else:
-        storage = pybreaker.CircuitRedisStorage(
+        pybreaker_storage = pybreaker.CircuitRedisStorage(
             pybreaker.STATE_CLOSED, redis.Redis.from_url(redis_url), namespace="bench-pybreaker"
         )
-        breaker = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=600, state_storage=storage)
-        with httpx.Client(transport=httpx.MockTransport(_ok)) as client:
-            calls_before = _evalsha_calls(redis, redis_url)
-            samples = _time_sync(lambda: breaker.call(client.get, URL), requests, repeats)
-            calls = _evalsha_calls(redis, redis_url) - calls_before - 1  # the INFO itself
-            record(
-                "pybreaker CircuitRedisStorage",
-                samples,
-                calls / (requests * (repeats + 1)),
-            )
+        breaker = pybreaker.CircuitBreaker(
+            fail_max=5, reset_timeout=600, state_storage=pybreaker_storage
+        )
+        pb_client = httpx.Client(transport=httpx.MockTransport(_ok))
+        sync_variants["pybreaker CircuitRedisStorage"] = (
+            lambda: breaker.call(pb_client.get, URL),
+            "pybreaker",
+        )
 
+    samples: dict[str, list[float]] = {n: [] for n in [*sync_variants, *async_variants]}
+    trips: dict[str, int] = dict.fromkeys(samples, 0)
+
+    async def time_async(send: Callable[[], Any]) -> float:
+        started = time.perf_counter()
+        for _ in range(requests):
+            await send()
+        return time.perf_counter() - started
+
+    for index in range(repeats + 1):
+        for name, (send, counter) in sync_variants.items():
+            before = _trips(counter, redis, redis_url)
+            started = time.perf_counter()
+            for _ in range(requests):
+                send()
+            elapsed = time.perf_counter() - started
+            trips[name] += _trips(counter, redis, redis_url) - before
+            if index:
+                samples[name].append(elapsed / requests * 1e6)
+        for name, (asend, counter) in async_variants.items():
+            before = _trips(counter, redis, redis_url)
+            elapsed = loop.run_until_complete(time_async(asend))
+            trips[name] += _trips(counter, redis, redis_url) - before
+            if index:
+                samples[name].append(elapsed / requests * 1e6)
+
+    for client in (bare, memory, shared_client, open_client):
+        client.close()
+    loop.run_until_complete(bare_async.aclose())
+    loop.run_until_complete(async_client.aclose())
+    loop.close()
+    ping_client.close()
+
+    total = requests * (repeats + 1)
+    variants: dict[str, Any] = {}
+    for name, values in samples.items():
+        variants[name] = {
+            "us_per_request": statistics.median(values),
+            "round_trips_per_request": 1.0
+            if name.startswith("(reference)")
+            else trips[name] / total,
+        }
+    if pybreaker is None:
+        variants["pybreaker CircuitRedisStorage"] = {"skipped": "pip install pybreaker"}
     for name, entry in variants.items():
         if "us_per_request" in entry and not name.startswith("(reference)"):
             floor = "no breaker (async)" if "async" in name else "no breaker"
             entry["overhead_us"] = entry["us_per_request"] - variants[floor]["us_per_request"]
-    return results
+    return {"requests": requests, "repeats": repeats, "variants": variants}
+
+
+def _trips(counter: Any, redis_module: Any, url: str) -> int:
+    """Round trips so far: the breaker's own count, or (pybreaker) Redis's command count less
+    the INFO call that reads it."""
+    if counter is None:
+        return 0
+    if counter == "pybreaker":
+        return _commands(redis_module, url) - 1
+    return int(counter._storage.round_trips)
 
 
 def report(results: dict[str, Any]) -> str:
