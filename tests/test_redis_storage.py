@@ -652,3 +652,24 @@ def test_the_httpx2_flavour_shares_state_with_the_httpx_one(redis_url: str) -> N
     assert send(plain) == "open"
     breaker2.close()
     plain.close()
+
+
+def test_a_flapping_redis_logs_one_warning_and_never_fails_a_request(
+    own_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    t = sync_breaker(own_redis.url, status_host([200]), retry_interval=0.01)
+    results = []
+    with caplog.at_level(logging.DEBUG, logger="breaker_transport"):
+        for _ in range(3):  # down, up, down, up, ...: bounded, a few cycles
+            own_redis.kill()
+            results += [send(t) for _ in range(3)]
+            own_redis.start()
+            time.sleep(0.02)  # past retry_interval: the next request tries Redis again
+            results += [send(t) for _ in range(3)]
+    assert results == [200] * 18
+    down = [r for r in caplog.records if "Redis is unavailable" in r.getMessage()]
+    assert [r.levelno for r in down] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
+    back = [r for r in caplog.records if "Redis is back" in r.getMessage()]
+    assert len(back) == 3
+    assert t._storage.down is False
+    t.close()
