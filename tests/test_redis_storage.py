@@ -255,11 +255,14 @@ async def test_the_probe_limit_is_global_across_transports(redis_url: str) -> No
         await release.wait()
         return httpx.Response(200)
 
+    # 60 concurrent admissions open up to 60 connections at once: on a loaded 2-core machine
+    # that can take longer than the default 0.25 s, and this test is about the limit, not Redis
+    # timeouts, so it gives Redis time (a fallback to local state would show as extra probes).
     transports = [
         AsyncCircuitBreakerTransport(
             httpx.MockTransport(holding_host),
             policy=policy,
-            storage=RedisStorage(redis.asyncio.Redis.from_url(redis_url), prefix="t"),
+            storage=RedisStorage(redis.asyncio.Redis.from_url(redis_url), prefix="t", timeout=5.0),
         )
         for _ in range(3)
     ]
@@ -281,6 +284,7 @@ async def test_the_probe_limit_is_global_across_transports(redis_url: str) -> No
                 tg.start_soon(one, transport)
     assert len(reached) == 2
     assert rejected == [0.0] * 58
+    assert not any(t._storage.down for t in transports)
     assert await opener.astate(HOST) is CircuitState.CLOSED
     for transport in [*transports, opener]:
         await transport.aclose()

@@ -6,11 +6,12 @@ construction of the transport). One storage serves one transport; two transports
 processes) share state by using the same Redis and ``prefix``.
 
 The breaker does not talk to Redis through your client as it is: it derives a client of its own
-from the client's connection settings, with ``timeout`` as its socket and connect timeout and no
-retries, so a slow or dead Redis delays a request by at most about ``timeout`` (much shorter than
-an HTTP timeout) and the breaker's traffic never queues behind your application's. Cluster clients
-(``redis.cluster.RedisCluster``, ``redis.asyncio.cluster.RedisCluster``) are used as given, with
-every call bounded by ``timeout`` on the async side; set their socket timeouts yourself.
+from the client's connection settings, with ``timeout`` as its connect and socket timeout and no
+retries, so a slow or dead Redis delays a call by at most about ``timeout`` (twice that when a
+connection must be made first; either way much shorter than an HTTP timeout), and the breaker's
+traffic never queues behind your application's. Cluster clients (``redis.cluster.RedisCluster``,
+``redis.asyncio.cluster.RedisCluster``) are used as given, each async call bounded by about twice
+``timeout``; set their socket timeouts yourself.
 """
 
 from __future__ import annotations
@@ -268,11 +269,14 @@ class AsyncBackend(_Backend):
             raise RuntimeError(_TRIO_ERROR) from None
 
     async def shielded(self, call: Call, mode_key: str | None) -> tuple[Reply, Any]:
-        """One call, bounded by ``timeout`` and shielded from the caller's cancellation, so a
-        reply (a probe lease, a settlement) is never lost half-way."""
+        """One call, shielded from the caller's cancellation, so a reply (a probe lease, a
+        settlement) is never lost half-way, and bounded: our own client's socket timeouts end it
+        first (connect, then reply: at most twice ``timeout``); the outer bound is the backstop
+        for a cluster client used as given. Cancelling redis.asyncio mid-connect can leak the
+        socket, so the backstop is kept out of the way of the socket timeouts."""
         import anyio
 
-        with anyio.CancelScope(shield=True), anyio.fail_after(self.timeout):
+        with anyio.CancelScope(shield=True), anyio.fail_after(2 * self.timeout + 0.05):
             return await self.call(call, mode_key)
         raise AssertionError("unreachable: fail_after raises instead of swallowing")
 
