@@ -38,6 +38,9 @@ from .servers import FlakyServer
 
 HOST = "http://api.example"
 POLICY = BreakerPolicy(failure_threshold=3, recovery_timeout=600.0)
+#: Tests that are not about Redis timeouts give Redis time: on a loaded 2-core machine the default
+#: 0.25 s can pass, and the fallback to local state would then look like a sharing bug.
+PATIENT = 3.0
 
 
 @pytest.fixture
@@ -63,6 +66,7 @@ def sync_breaker(
     on_state_change: Callable[[StateChange], object] | None = None,
     **storage: Any,
 ) -> CircuitBreakerTransport:
+    storage.setdefault("timeout", PATIENT)
     return CircuitBreakerTransport(
         httpx.MockTransport(handler),
         policy=policy,
@@ -79,6 +83,7 @@ def async_breaker(
     prefix: str = "t",
     **storage: Any,
 ) -> AsyncCircuitBreakerTransport:
+    storage.setdefault("timeout", PATIENT)
     return AsyncCircuitBreakerTransport(
         httpx.MockTransport(handler),
         policy=policy,
@@ -189,7 +194,9 @@ async def test_a_streamed_body_failure_settles_in_redis(redis_url: str) -> None:
         policy = BreakerPolicy(failure_threshold=2, recovery_timeout=600.0)
         a = AsyncCircuitBreakerTransport(
             policy=policy,
-            storage=RedisStorage(redis.asyncio.Redis.from_url(redis_url), prefix="t"),
+            storage=RedisStorage(
+                redis.asyncio.Redis.from_url(redis_url), prefix="t", timeout=PATIENT
+            ),
         )
         other = async_breaker(redis_url, status_host([200]), policy)
         async with httpx.AsyncClient(transport=a) as client:
@@ -255,14 +262,15 @@ async def test_the_probe_limit_is_global_across_transports(redis_url: str) -> No
         await release.wait()
         return httpx.Response(200)
 
-    # 60 concurrent admissions open up to 60 connections at once: on a loaded 2-core machine
-    # that can take longer than the default 0.25 s, and this test is about the limit, not Redis
-    # timeouts, so it gives Redis time (a fallback to local state would show as extra probes).
+    # 60 concurrent admissions open up to 60 connections at once (a fallback to local state
+    # would show as extra probes, so Redis gets time: PATIENT).
     transports = [
         AsyncCircuitBreakerTransport(
             httpx.MockTransport(holding_host),
             policy=policy,
-            storage=RedisStorage(redis.asyncio.Redis.from_url(redis_url), prefix="t", timeout=5.0),
+            storage=RedisStorage(
+                redis.asyncio.Redis.from_url(redis_url), prefix="t", timeout=PATIENT
+            ),
         )
         for _ in range(3)
     ]
@@ -303,7 +311,7 @@ async def test_a_cancelled_probe_frees_its_slot_for_every_worker(redis_url: str)
     prober = AsyncCircuitBreakerTransport(
         httpx.MockTransport(hanging_host),
         policy=policy,
-        storage=RedisStorage(redis.asyncio.Redis.from_url(redis_url), prefix="t"),
+        storage=RedisStorage(redis.asyncio.Redis.from_url(redis_url), prefix="t", timeout=PATIENT),
     )
     other = async_breaker(redis_url, status_host([200]), policy)
     opener = async_breaker(redis_url, status_host([503]), policy)
@@ -646,7 +654,7 @@ def test_the_httpx2_flavour_shares_state_with_the_httpx_one(redis_url: str) -> N
     breaker2 = flavour.Sync(
         flavour.mock(503, 503, 503),
         policy=POLICY,
-        storage=RedisStorage(redis.Redis.from_url(redis_url), prefix="t"),
+        storage=RedisStorage(redis.Redis.from_url(redis_url), prefix="t", timeout=PATIENT),
     )
     for _ in range(3):
         breaker2.handle_request(flavour.lib.Request("GET", HOST))
