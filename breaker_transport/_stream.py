@@ -59,12 +59,14 @@ class _BodyState:
         self._slow = slow
         self._hint = hint
 
-    def _finish(self, exc: BaseException | None) -> None:
+    def _finish(self, exc: BaseException | None) -> Any:
+        """Settle once. Returns what the breaker returns: None, or (a shared async storage) an
+        awaitable that the async body awaits."""
         ticket = self._ticket
         if ticket is None:
-            return
+            return None
         self._ticket = None
-        self._breaker._finish_body(
+        return self._breaker._finish_body(
             ticket, self._request, self._response, self._outcome, self._slow, self._hint, exc
         )
 
@@ -112,14 +114,20 @@ class AsyncBody(_BodyState):
         try:
             return await self._iterator.__anext__()
         except StopAsyncIteration:
-            self._finish(None)
+            pending = self._finish(None)
+            if pending is not None:
+                await pending
             raise
         except BaseException as exc:
-            self._finish(exc)
+            pending = self._finish(exc)
+            if pending is not None:
+                await pending
             raise
 
     async def aclose(self) -> None:
         try:
             await self._stream.aclose()
         finally:
-            self._finish(None)
+            pending = self._finish(None)
+            if pending is not None:
+                await pending

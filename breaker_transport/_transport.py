@@ -36,6 +36,7 @@ from ._policy import BreakerPolicy, FailureKind, coerce_mode
 from ._registry import Registry
 from ._stream import AsyncBody, SyncBody
 from ._types import CircuitState, CircuitStats, Mode, Outcome, StateChange, call_event
+from .storage._base import Storage, attach_storage
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -129,6 +130,8 @@ class BreakerCore(Generic[TransportT]):
     _router_handler: ClassVar[str]  # how to wrap a respx router: "async_handler" / "handler"
 
     _inner: Any
+    #: set by each twin: does this transport await its storage?
+    _asynchronous: ClassVar[bool]
     _http_options: Mapping[str, Any] | None = None
 
     def __init__(
@@ -144,6 +147,7 @@ class BreakerCore(Generic[TransportT]):
         max_circuits: int = 10_000,
         rng: random.Random | None = None,
         listeners: Iterable[BreakerListener] = (),
+        storage: Storage | None = None,
     ) -> None:
         self._setup(
             self._http_transport() if transport is None else self._checked_inner(transport),
@@ -156,6 +160,7 @@ class BreakerCore(Generic[TransportT]):
             max_circuits=max_circuits,
             rng=rng,
             listeners=listeners,
+            storage=storage,
         )
 
     def _checked_inner(self, transport: object) -> object:
@@ -215,6 +220,7 @@ class BreakerCore(Generic[TransportT]):
         max_circuits: int,
         rng: random.Random | None,
         listeners: Iterable[BreakerListener],
+        storage: Any = None,
     ) -> None:
         if policy is None:
             policy = BreakerPolicy()
@@ -253,6 +259,9 @@ class BreakerCore(Generic[TransportT]):
         self._classifiers: dict[int, ExceptionClassifier] = {}
         self._key_errors: set[type] = set()
         self._closed = False
+        # None: the in-process registry above (the default). Otherwise a shared engine
+        # (storage/_shared.py) that the request path and the operator API hand over to.
+        self._storage = attach_storage(storage, self, asynchronous=self._asynchronous)
 
     # -- operator API --------------------------------------------------------------------------
 
@@ -284,9 +293,26 @@ class BreakerCore(Generic[TransportT]):
             self._dispatch.emit(events)
         return result
 
+    def _shared_sync(self, what: str) -> Any:
+        """The shared engine if this transport may call it blocking; raises for an async one."""
+        storage = self._storage
+        if storage is not None and self._asynchronous:
+            raise RuntimeError(
+                f"{what}() cannot reach the shared state of an async storage from sync code; "
+                f"use `await transport.a{what}(...)`"
+            )
+        return storage
+
     def state(self, url_or_key: object) -> CircuitState:
-        """The state of a circuit; a key with no circuit yet reads as CLOSED."""
+        """The state of a circuit; a key with no circuit yet reads as CLOSED.
+
+        With an async shared storage this is this worker's last view (no I/O); ``astate`` reads
+        the shared state.
+        """
         key = self._key_of(url_or_key)
+        if self._storage is not None and not self._asynchronous:
+            shared_state: CircuitState = self._storage.state(key)
+            return shared_state
 
         def read(now: float) -> CircuitState:
             circuit = self._registry.get(key)
@@ -299,7 +325,14 @@ class BreakerCore(Generic[TransportT]):
         return state
 
     def stats(self) -> Mapping[str, CircuitStats]:
-        """A snapshot of every circuit, by key."""
+        """A snapshot of every circuit, by key.
+
+        With a shared storage the counters are this worker's and the state is the shared one;
+        with an async shared storage this is this worker's last view (``astats`` reads it).
+        """
+        if self._storage is not None and not self._asynchronous:
+            shared_stats: Mapping[str, CircuitStats] = self._storage.stats()
+            return shared_stats
 
         def read(now: float) -> dict[str, CircuitStats]:
             return {k: c.snapshot(now) for k, c in self._registry.circuits.items()}
@@ -309,6 +342,12 @@ class BreakerCore(Generic[TransportT]):
 
     def reset(self, url_or_key: object = None) -> None:
         """Close a circuit and clear its counters; None resets every circuit."""
+        shared = self._shared_sync("reset")
+        key = self._reset_local(url_or_key)
+        if shared is not None:
+            shared.operate(key, "reset", create=False, what="reset")
+
+    def _reset_local(self, url_or_key: object) -> str | None:
         key = None if url_or_key is None else self._key_of(url_or_key)
 
         def act(now: float) -> None:
@@ -321,18 +360,35 @@ class BreakerCore(Generic[TransportT]):
                     circuit.reset(now)
 
         self._locked(act)
+        return key
 
     def force_open(self, url_or_key: object) -> None:
         """Hold a circuit open (no probes) until ``reset``; creates the circuit if needed."""
+        shared = self._shared_sync("force_open")
+        key = self._force_open_local(url_or_key)
+        if shared is not None:
+            shared.operate(key, "force", create=True, what="force_open")
+
+    def _force_open_local(self, url_or_key: object) -> str:
         key = self._key_of(url_or_key)
         self._locked(lambda now: self._registry.get_or_create(key).force_open(now))
+        return key
 
     def set_mode(self, mode: Mode | str, url_or_key: object = None) -> None:
         """``"enforce"``, ``"observe"`` or ``"disabled"``, for one circuit or (None) for all,
         existing and future. Counts are kept."""
+        shared = self._shared_sync("set_mode")
+        value, key = self._set_mode_local(mode, url_or_key)
+        if shared is not None:
+            if key is None:
+                shared.set_default(value.value)
+            shared.operate(key, "mode", value.value, create=True, what="set_mode")
+
+    def _set_mode_local(self, mode: Mode | str, url_or_key: object) -> tuple[Mode, str | None]:
         value = coerce_mode(mode, "set_mode(mode)")
         key = None if url_or_key is None else self._key_of(url_or_key)
         self._locked(lambda now: self._registry.set_mode(value, key))
+        return value, key
 
     # -- the request path ----------------------------------------------------------------------
 
@@ -492,19 +548,24 @@ class BreakerCore(Generic[TransportT]):
         slow: bool,
         hint: float | None,
         exc: BaseException | None,
-    ) -> None:
-        """The body ended (exc None), failed, or was closed: settle with the final verdict."""
+    ) -> Any:
+        """The body ended (exc None), failed, or was closed: settle with the final verdict.
+
+        Returns what ``_settle`` returns (an async body awaits it when it is not None)."""
         response = response_ref() if response_ref is not None else None
         if exc is not None:
             outcome = self._exception_outcome(ticket, request, response, exc)
             hint = None
         elif response is not None:
             outcome = call_classifier(ticket.circuit.policy, request, response, None) or outcome
-        self._settle(ticket, outcome, slow, hint, None)
+        return self._settle(ticket, outcome, slow, hint, None)
 
     def _settle(
         self, ticket: Ticket, outcome: Outcome, slow: bool, hint: float | None, now: float | None
-    ) -> None:
+    ) -> Any:
+        """Record the outcome. Returns None, or (an async shared storage) what to await."""
+        if self._storage is not None:
+            return self._storage.settle(ticket, outcome, slow, hint, now)
         if now is None:
             now = self._clock()
         lock = self._lock
@@ -529,17 +590,21 @@ class BreakerCore(Generic[TransportT]):
                     ticket.shadow,
                 )
             )
+        return None
 
 
 class AsyncBreakerCore(BreakerCore[TransportT]):
     """The async twin: an ``AsyncBaseTransport``-shaped class over the shared core."""
 
     _body: ClassVar[type[AsyncBody]]
+    _asynchronous = True
     _inner_method = "handle_async_request"
     _inner_base = "AsyncBaseTransport"
     _router_handler = "async_handler"
 
     async def handle_async_request(self, request: Any) -> Any:
+        if self._storage is not None:
+            return await self._storage.handle_async_request(self, request)
         admission = self._admit(request)
         if admission.__class__ is not Ticket:
             if admission.__class__ is not str:
@@ -558,6 +623,42 @@ class AsyncBreakerCore(BreakerCore[TransportT]):
         await self._inner.__aenter__()
         return self
 
+    # The operator API, awaiting the shared state (the sync methods serve in-process state).
+
+    async def astate(self, url_or_key: object) -> CircuitState:
+        """``state``, read from the shared state when the storage is shared."""
+        if self._storage is None:
+            return self.state(url_or_key)
+        shared_state: CircuitState = await self._storage.state(self._key_of(url_or_key))
+        return shared_state
+
+    async def astats(self) -> Mapping[str, CircuitStats]:
+        """``stats``, with the shared state when the storage is shared."""
+        if self._storage is None:
+            return self.stats()
+        shared_stats: Mapping[str, CircuitStats] = await self._storage.stats()
+        return shared_stats
+
+    async def areset(self, url_or_key: object = None) -> None:
+        """``reset``, on the shared state when the storage is shared."""
+        key = self._reset_local(url_or_key)
+        if self._storage is not None:
+            await self._storage.operate(key, "reset", create=False, what="reset")
+
+    async def aforce_open(self, url_or_key: object) -> None:
+        """``force_open``, on the shared state when the storage is shared."""
+        key = self._force_open_local(url_or_key)
+        if self._storage is not None:
+            await self._storage.operate(key, "force", create=True, what="force_open")
+
+    async def aset_mode(self, mode: Mode | str, url_or_key: object = None) -> None:
+        """``set_mode``, on the shared state when the storage is shared."""
+        value, key = self._set_mode_local(mode, url_or_key)
+        if self._storage is not None:
+            if key is None:
+                await self._storage.set_default(value.value)
+            await self._storage.operate(key, "mode", value.value, create=True, what="set_mode")
+
     async def __aexit__(self, *args: object) -> None:
         await self.aclose()
 
@@ -566,18 +667,25 @@ class AsyncBreakerCore(BreakerCore[TransportT]):
         if self._closed:
             return
         self._closed = True
-        await self._inner.aclose()
+        try:
+            await self._inner.aclose()
+        finally:
+            if self._storage is not None:
+                await self._storage.aclose()
 
 
 class SyncBreakerCore(BreakerCore[TransportT]):
     """The sync twin: a ``BaseTransport``-shaped class, safe to share across threads."""
 
     _body: ClassVar[type[SyncBody]]
+    _asynchronous = False
     _inner_method = "handle_request"
     _inner_base = "BaseTransport"
     _router_handler = "handler"
 
     def handle_request(self, request: Any) -> Any:
+        if self._storage is not None:
+            return self._storage.handle_request(self, request)
         admission = self._admit(request)
         if admission.__class__ is not Ticket:
             if admission.__class__ is not str:
@@ -604,4 +712,8 @@ class SyncBreakerCore(BreakerCore[TransportT]):
         if self._closed:
             return
         self._closed = True
-        self._inner.close()
+        try:
+            self._inner.close()
+        finally:
+            if self._storage is not None:
+                self._storage.close()

@@ -7,6 +7,7 @@ import pytest
 from breaker_transport.testing import ManualClock
 
 from .flavours import Flavour, load
+from .redis_server import RedisServer
 from .servers import FlakyServer
 
 
@@ -24,6 +25,35 @@ def clock() -> ManualClock:
 def server() -> Iterator[FlakyServer]:
     with FlakyServer() as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One redis-server for the session; ``redis_url`` empties it before each test."""
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    import redis
+
+    with redis.Redis.from_url(redis_server.url) as client:
+        client.flushall()
+    return redis_server.url
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server of this test's own, which it may kill and start again."""
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(params=["httpx", "httpx2"])
