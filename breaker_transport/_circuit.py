@@ -92,7 +92,7 @@ class Recovery:
     100,000 of them) does not pay for the open period, the re-open count and the probes.
     """
 
-    __slots__ = ("forced", "open_until", "probe_successes", "probes", "reopens")
+    __slots__ = ("forced", "open_until", "probes", "reopens")
 
     def __init__(self) -> None:
         self.open_until = 0.0
@@ -101,7 +101,6 @@ class Recovery:
         self.reopens = 0
         #: the probes in flight, while half-open
         self.probes: list[Ticket] | None = None
-        self.probe_successes = 0
 
 
 class Circuit:
@@ -117,6 +116,7 @@ class Circuit:
         "key",
         "mode",
         "policy",
+        "probe_successes",
         "recovery",
         "rejections",
         "state",
@@ -136,6 +136,8 @@ class Circuit:
         self.consecutive_failures = 0
         #: None until the circuit first trips, and again once it closes
         self.recovery: Recovery | None = None
+        #: successful probes in the current (or last) half-open period
+        self.probe_successes = 0
         self.window: Window | None = window_for(policy)
         self.successes = 0
         self.failures = 0
@@ -166,7 +168,7 @@ class Circuit:
                 return self._reject(recovery.open_until - now, now)
             self._transition(HALF_OPEN, "recovery timeout elapsed", now)
         if recovery.probes:
-            self._expire_probes(recovery, now)
+            self._expire_probes(now)
         probes = recovery.probes
         assert probes is not None
         if len(probes) < self.policy.half_open_max_calls:
@@ -183,9 +185,10 @@ class Circuit:
         self.rejections += 1
         return retry_after
 
-    def _expire_probes(self, recovery: Recovery, now: float) -> None:
+    def _expire_probes(self, now: float) -> None:
         """A probe whose response is never closed gives its slot back after ``probe_timeout``."""
-        assert recovery.probes is not None
+        recovery = self.recovery
+        assert recovery is not None and recovery.probes is not None
         deadline = now - self.policy.probe_timeout
         kept = []
         for probe in recovery.probes:
@@ -238,9 +241,8 @@ class Circuit:
             elif slow:
                 self._open(now, "probe was slow", None, reopen=True)
             else:
-                recovery = self._recovering()
-                recovery.probe_successes += 1
-                if recovery.probe_successes >= policy.success_threshold:
+                self.probe_successes += 1
+                if self.probe_successes >= policy.success_threshold:
                     self._transition(CLOSED, "probe succeeded", now)
             return False
         failed = outcome is FAILURE
@@ -307,9 +309,8 @@ class Circuit:
             if self.window is not None:
                 self.window.clear()
         elif new is HALF_OPEN:
-            recovery = self._recovering()
-            recovery.probes = []
-            recovery.probe_successes = 0
+            self._recovering().probes = []
+            self.probe_successes = 0
         elif self.recovery is not None:
             self.recovery.probes = None
         self.context.events.append(StateChange(self.key, old, new, reason, now, self.generation))
@@ -386,16 +387,6 @@ class Circuit:
     def probes(self, value: list[Ticket] | None) -> None:
         if value is not None or self.recovery is not None:
             self._recovering().probes = value
-
-    @property
-    def probe_successes(self) -> int:
-        """Successful probes in this half-open period."""
-        return self.recovery.probe_successes if self.recovery is not None else 0
-
-    @probe_successes.setter
-    def probe_successes(self, value: int) -> None:
-        if value or self.recovery is not None:
-            self._recovering().probe_successes = value
 
     def retry_after(self, now: float) -> float | None:
         if self.state is CLOSED:
