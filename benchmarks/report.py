@@ -157,8 +157,8 @@ def scenario_markdown(result: dict[str, Any]) -> str:
                 f"{f['expected_wall_ratio']:.3f} |"
             )
         parts.append("")
-    if "markdown" in result:
-        parts += [result["markdown"], ""]
+    if "markdown" in result:  # redis_overhead's own report, a plain-text table
+        parts += ["```text", result["markdown"].rstrip(), "```", ""]
     return "\n".join(parts)
 
 
