@@ -82,13 +82,17 @@ class SyncBody(_BodyState):
         return self
 
     def __next__(self) -> bytes:
-        assert self._iterator is not None
+        iterator = self._iterator
+        if iterator is None:  # the body ended (see AsyncBody.__anext__)
+            raise StopIteration
         try:
-            return next(self._iterator)
+            return next(iterator)
         except StopIteration:
+            self._iterator = None
             self._finish(None)
             raise
         except BaseException as exc:
+            self._iterator = None
             self._finish(exc)
             raise
 
@@ -110,15 +114,22 @@ class AsyncBody(_BodyState):
         return self
 
     async def __anext__(self) -> bytes:
-        assert self._iterator is not None
+        iterator = self._iterator
+        if iterator is None:  # the body ended: nothing more to give
+            raise StopAsyncIteration
         try:
-            return await self._iterator.__anext__()
+            return await iterator.__anext__()
         except StopAsyncIteration:
+            # Let go of the finished inner iterator now. The client keeps this wrapper until it
+            # collects the response (a reference cycle), and an async generator kept that long
+            # stays in asyncio's set of live async generators, which then costs every request.
+            self._iterator = None
             pending = self._finish(None)
             if pending is not None:
                 await pending
             raise
         except BaseException as exc:
+            self._iterator = None  # it raised: it is finished too
             pending = self._finish(exc)
             if pending is not None:
                 await pending
