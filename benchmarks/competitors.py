@@ -66,7 +66,12 @@ class Passthrough(httpx.AsyncBaseTransport, httpx.BaseTransport):
 
 
 class _PlainBody(httpx.AsyncByteStream, httpx.SyncByteStream):
-    """A plain class-based body wrapper that only forwards: the least a settling one can cost."""
+    """A plain class-based body wrapper that only forwards: the least a settling one can cost.
+
+    It lets go of the inner iterator at the end, as a careful wrapper does: the client keeps the
+    wrapper until it collects the response, and a finished async generator kept that long stays
+    in asyncio's set of live ones, which costs every request after it.
+    """
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
@@ -77,7 +82,11 @@ class _PlainBody(httpx.AsyncByteStream, httpx.SyncByteStream):
         return self
 
     async def __anext__(self) -> bytes:
-        return await self._iterator.__anext__()  # type: ignore[no-any-return]
+        try:
+            return await self._iterator.__anext__()  # type: ignore[no-any-return]
+        except StopAsyncIteration:
+            self._iterator = None
+            raise
 
     def __iter__(self) -> _PlainBody:
         self._iterator = iter(self._stream)
