@@ -219,6 +219,9 @@ class Circuit:
                     self._transition(CLOSED, "probe succeeded", now)
             return False
         failed = outcome is FAILURE
+        window = self.window
+        if window is not None:  # first: the outcome that trips the consecutive rule counts too
+            window.record(failed, slow, now)
         if failed:
             self.consecutive_failures += 1
             threshold = policy.failure_threshold
@@ -229,13 +232,10 @@ class Circuit:
                 return False
         else:
             self.consecutive_failures = 0
-        window = self.window
-        if window is not None:
-            window.record(failed, slow, now)
-            if window.calls >= policy.minimum_calls:
-                reason = self._rate_trip(window.calls, window.failures, window.slow)
-                if reason is not None:
-                    self._open(now, reason, retry_after_hint if failed else None)
+        if window is not None and window.calls >= policy.minimum_calls:
+            reason = self._rate_trip(window.calls, window.failures, window.slow)
+            if reason is not None:
+                self._open(now, reason, retry_after_hint if failed else None)
         return False
 
     def _release_probe(self, ticket: Ticket) -> None:
