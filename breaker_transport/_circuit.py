@@ -248,13 +248,15 @@ class Circuit:
                 return
 
     def _rate_trip(self, calls: int, failures: int, slow: int) -> str | None:
+        # Divide, never multiply: 0.07 * 100 is 7.000000000000001, so 7 failures in 100 calls
+        # would not "reach" 7%; failures / calls rounds the same way the threshold literal does.
         policy = self.policy
         threshold = policy.failure_rate_threshold
-        if threshold is not None and failures >= threshold * calls:
+        if threshold is not None and failures / calls >= threshold:
             return f"failure rate {failures}/{calls} reached {threshold:.0%}"
         if (
             policy.slow_call_duration is not None
-            and slow >= policy.slow_call_rate_threshold * calls
+            and slow / calls >= policy.slow_call_rate_threshold
         ):
             return f"slow call rate {slow}/{calls} reached {policy.slow_call_rate_threshold:.0%}"
         return None

@@ -24,3 +24,16 @@ def test_the_failure_that_trips_the_consecutive_rule_enters_the_window() -> None
     stats = transport.stats()[KEY]
     assert stats.state is CircuitState.OPEN
     assert (stats.window_calls, stats.failure_rate) == (2, 1.0)
+
+
+def test_a_failure_rate_that_exactly_reaches_the_threshold_trips() -> None:
+    """7 failures in the default window of 100 calls reach 7%; it used to compare with
+    0.07 * 100 == 7.000000000000001 and need an eighth failure."""
+    policy = BreakerPolicy(failure_threshold=None, failure_rate_threshold=0.07, minimum_calls=100)
+    statuses = iter([503] * 7 + [200] * 93)
+    inner = httpx.MockTransport(lambda request: httpx.Response(next(statuses)))
+    transport = CircuitBreakerTransport(inner, policy=policy, clock=ManualClock())
+    with httpx.Client(transport=transport) as client:
+        for _ in range(100):
+            client.get(URL)
+    assert transport.state(URL) is CircuitState.OPEN
