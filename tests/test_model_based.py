@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, fields
+from fractions import Fraction
 from typing import Any
 
 import httpx
@@ -702,3 +703,73 @@ def test_observe_mode_reports_the_transitions_of_enforce_and_never_rejects(
         runs[mode] = ([(c.old, c.new, c.at, c.generation) for c in changes], rejected)
     assert runs[Mode.OBSERVE][0] == runs[Mode.ENFORCE][0]
     assert not any(runs[Mode.OBSERVE][1])
+
+
+# -- the rate rules at scale: decimal thresholds, windows of up to 200 calls -----------------------
+
+
+@given(
+    # 0.07, 0.14, 0.28, 0.55, 0.56 times 100 (or 50, 200) are not integers in binary floating point
+    threshold=st.one_of(
+        st.sampled_from([0.07, 0.14, 0.28, 0.55, 0.56]), st.integers(1, 100).map(lambda n: n / 100)
+    ),
+    slow_threshold=st.one_of(
+        st.sampled_from([0.07, 0.14, 0.28, 0.55, 0.56]), st.integers(1, 100).map(lambda n: n / 100)
+    ),
+    # round window sizes are where decimal thresholds and binary floats disagree most
+    minimum=st.one_of(st.sampled_from([10, 50, 100, 200]), st.integers(1, 200)),
+    data=st.data(),
+)
+def test_rate_rules_trip_exactly_when_the_decimal_rate_is_reached(
+    threshold: float, slow_threshold: float, minimum: int, data: st.DataObject
+) -> None:
+    """The state after every call agrees with the model's exact-fraction arithmetic, whatever
+    the decimal threshold, at the minimum_calls-th call and as the count window slides."""
+    window = data.draw(st.one_of(st.just(minimum), st.integers(minimum, 200)))
+    policy = BreakerPolicy(
+        failure_threshold=None,
+        failure_rate_threshold=threshold,
+        slow_call_duration=data.draw(st.sampled_from([None, 1.0])),
+        slow_call_rate_threshold=slow_threshold,
+        minimum_calls=minimum,
+        window_size=window,
+    )
+    # Aim at the edge: the first minimum_calls calls hold exactly the failures (and slow calls)
+    # that reach the threshold, or one fewer; then the window slides on with random calls.
+    edge = math.ceil(Fraction(str(threshold)) * minimum) - data.draw(st.sampled_from([0, 1]))
+    slow_edge = math.ceil(Fraction(str(slow_threshold)) * minimum) - data.draw(
+        st.sampled_from([0, 1])
+    )
+    first = [(n < edge, n < slow_edge) for n in range(minimum)]
+    failed_order = data.draw(st.permutations([f for f, _ in first]))
+    slow_order = data.draw(st.permutations([s for _, s in first]))
+    calls = list(zip(failed_order, slow_order, strict=True)) + data.draw(
+        st.lists(st.tuples(st.booleans(), st.booleans()), max_size=window)
+    )
+    clock = ManualClock(1000.0)
+    model = Model(lambda key: policy, random.Random(0))
+
+    class Slow(httpx.BaseTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            if request.headers["x-slow"] == "1":
+                clock.advance(2.0)  # the headers took longer than slow_call_duration
+            return httpx.Response(int(request.headers["x-status"]))
+
+    transport = CircuitBreakerTransport(Slow(), policy=policy, clock=clock)
+    key = "http://rate.test"
+    with httpx.Client(transport=transport) as client:
+        for failed, slow_call in calls:
+            slow = slow_call and policy.slow_call_duration is not None
+            ticket = model.admit(key, clock())
+            if not isinstance(ticket, ModelTicket):
+                break
+            headers = {"x-status": "503" if failed else "200", "x-slow": "1" if slow else "0"}
+            client.get(key, headers=headers)
+            model.settle(
+                ticket, Outcome.FAILURE if failed else Outcome.SUCCESS, slow, clock(), None
+            )
+            assert transport.state(key) is model.circuits[key].state
+    snapshot = transport.stats()[key]
+    assert (snapshot.window_calls, snapshot.failure_rate, snapshot.slow_call_rate) == tuple(
+        model.snapshot(key, clock())[f] for f in ("window_calls", "failure_rate", "slow_call_rate")
+    )
