@@ -77,7 +77,8 @@ def parse_retry_after(value: str, date: str | None, wall_now: float) -> float | 
     """
     text = value.strip()
     if text.isascii() and text.isdigit():
-        return float(min(int(text), 10**12))
+        # Past 12 digits it is capped anyway; and Python refuses int() of 4,300 digits or more.
+        return float(int(text)) if len(text) <= 12 else 1e12
     try:
         when = parsedate_to_datetime(text).timestamp()
     except (TypeError, ValueError, IndexError, OverflowError):

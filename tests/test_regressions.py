@@ -37,3 +37,17 @@ def test_a_failure_rate_that_exactly_reaches_the_threshold_trips() -> None:
         for _ in range(100):
             client.get(URL)
     assert transport.state(URL) is CircuitState.OPEN
+
+
+def test_a_retry_after_of_thousands_of_digits_is_capped_not_a_crash() -> None:
+    """int() refuses 4,300 digits or more: the ValueError escaped from the request (the caller
+    lost the 503) and the call stayed in flight forever, holding a probe slot if it was one."""
+    policy = BreakerPolicy(failure_threshold=1, recovery_timeout=10.0, max_recovery_timeout=99.0)
+    transport = CircuitBreakerTransport(
+        fixed(503, **{"retry-after": "9" * 5000}), policy=policy, clock=ManualClock()
+    )
+    with httpx.Client(transport=transport) as client:
+        assert client.get(URL).status_code == 503
+    stats = transport.stats()[KEY]
+    assert (stats.state, stats.in_flight, stats.failures) == (CircuitState.OPEN, 0, 1)
+    assert stats.retry_after == 99.0  # capped by max_recovery_timeout
