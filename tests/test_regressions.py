@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from breaker_transport import BreakerPolicy, CircuitBreakerTransport, CircuitState
 from breaker_transport.testing import ManualClock
@@ -51,3 +52,23 @@ def test_a_retry_after_of_thousands_of_digits_is_capped_not_a_crash() -> None:
     stats = transport.stats()[KEY]
     assert (stats.state, stats.in_flight, stats.failures) == (CircuitState.OPEN, 0, 1)
     assert stats.retry_after == 99.0  # capped by max_recovery_timeout
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        "recovery_timeout",
+        "probe_timeout",
+        "window_duration",
+        "slow_call_duration",
+        "max_recovery_timeout",
+        "failure_rate_threshold",
+        "slow_call_rate_threshold",
+        "recovery_jitter",
+        "recovery_backoff",
+    ],
+)
+def test_an_int_too_large_for_a_float_is_a_value_error_naming_the_field(field: str) -> None:
+    """math.isfinite(10**400) raises OverflowError, which escaped from BreakerPolicy()."""
+    with pytest.raises(ValueError, match=f"BreakerPolicy.{field} must"):
+        BreakerPolicy(**{field: 10**400})  # type: ignore[arg-type]
