@@ -160,7 +160,8 @@ def _check_hostname(pattern: str, host: str) -> str:
 
 
 def _parse_port(pattern: str, text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    # isascii: str.isdigit() is also true for "²" (int() refuses it) and "٣" (int() reads 3)
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
         raise _pattern_error(pattern, f"port {text!r} is not a number from 1 to 65535")
     return int(text)
 

@@ -72,3 +72,13 @@ def test_an_int_too_large_for_a_float_is_a_value_error_naming_the_field(field: s
     """math.isfinite(10**400) raises OverflowError, which escaped from BreakerPolicy()."""
     with pytest.raises(ValueError, match=f"BreakerPolicy.{field} must"):
         BreakerPolicy(**{field: 10**400})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "pattern", ["api.example.com:\u00b2", "api.example.com:\u0663", "api.example.com:\uff18"]
+)
+def test_a_per_host_port_in_non_ascii_digits_is_a_clear_error(pattern: str) -> None:
+    """str.isdigit() accepts them: "²" made int() raise a ValueError that did not name the
+    pattern, and "٣" was silently read as port 3."""
+    with pytest.raises(ValueError, match="is malformed: port"):
+        CircuitBreakerTransport(fixed(200), per_host={pattern: BreakerPolicy()})
