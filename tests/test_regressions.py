@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import httpx
 import pytest
 
@@ -82,3 +84,23 @@ def test_a_per_host_port_in_non_ascii_digits_is_a_clear_error(pattern: str) -> N
     pattern, and "٣" was silently read as port 3."""
     with pytest.raises(ValueError, match="is malformed: port"):
         CircuitBreakerTransport(fixed(200), per_host={pattern: BreakerPolicy()})
+
+
+@pytest.mark.parametrize(
+    ("now", "error"),
+    [
+        ("12:00", TypeError),
+        (None, TypeError),
+        (True, TypeError),
+        (math.nan, ValueError),
+        (math.inf, ValueError),
+        (10**400, ValueError),
+    ],
+)
+def test_a_clock_that_returns_no_finite_number_is_an_error_at_construction(
+    now: object, error: type[Exception]
+) -> None:
+    """A NaN clock made every open period end at once (the breaker never rejected), and a str
+    clock raised a TypeError from inside the first request that opened a circuit."""
+    with pytest.raises(error, match="clock must return"):
+        CircuitBreakerTransport(fixed(200), clock=lambda: now)
