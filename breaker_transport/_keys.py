@@ -115,6 +115,8 @@ def parse_origin(text: str) -> tuple[str, int | None] | None:
 def key_for(url_or_key: str) -> str:
     """Reduce a full URL to its key; a string without ``://`` is a key as it is."""
     if "://" not in url_or_key:
+        if not url_or_key:  # force_open("") would otherwise create a circuit no request can use
+            raise ValueError("a circuit key must be a non-empty str, got ''")
         return url_or_key
     try:
         parts = urlsplit(url_or_key)
@@ -122,6 +124,8 @@ def key_for(url_or_key: str) -> str:
     except ValueError as exc:
         raise ValueError(f"cannot read a circuit key from {url_or_key!r}: {exc}") from None
     host = parts.hostname or ""
+    if not host:
+        raise ValueError(f"cannot read a circuit key from {url_or_key!r}: it names no host")
     if host and not host.isascii():
         host = _idna(host)
     return make_key(parts.scheme.lower(), host, port)

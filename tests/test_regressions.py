@@ -104,3 +104,14 @@ def test_a_clock_that_returns_no_finite_number_is_an_error_at_construction(
     clock raised a TypeError from inside the first request that opened a circuit."""
     with pytest.raises(error, match="clock must return"):
         CircuitBreakerTransport(fixed(200), clock=lambda: now)
+
+
+@pytest.mark.parametrize("bad", ["", "http://", "https:///path", "://"])
+def test_the_operator_api_refuses_a_key_that_no_request_can_have(bad: str) -> None:
+    """force_open("") or force_open("http://") silently created a circuit that no request could
+    ever use, while the circuit the operator meant stayed closed."""
+    transport = CircuitBreakerTransport(fixed(200))
+    for operation in (transport.force_open, transport.state, transport.reset):
+        with pytest.raises(ValueError, match="circuit key"):
+            operation(bad)
+    assert transport.stats() == {}
