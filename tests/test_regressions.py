@@ -115,3 +115,33 @@ def test_the_operator_api_refuses_a_key_that_no_request_can_have(bad: str) -> No
         with pytest.raises(ValueError, match="circuit key"):
             operation(bad)
     assert transport.stats() == {}
+
+
+def test_eviction_work_is_bounded_when_every_circuit_is_open(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the registry full of open circuits (many dead hosts at once), every new host made the
+    eviction scan all max_circuits circuits under the lock: 1 ms per request at 10,000."""
+    from breaker_transport._circuit import Circuit
+    from breaker_transport._registry import EVICTION_SCAN
+
+    checks = 0
+    evictable = Circuit.evictable
+
+    def counted(self: Circuit) -> bool:
+        nonlocal checks
+        checks += 1
+        return bool(evictable.fget(self))  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(Circuit, "evictable", property(counted))
+    transport = CircuitBreakerTransport(
+        fixed(503), policy=BreakerPolicy(failure_threshold=1), max_circuits=1000
+    )
+    with httpx.Client(transport=transport) as client:
+        for n in range(1000):
+            client.get(f"http://dead{n}.example/")
+        checks = 0
+        for n in range(1000, 2000):
+            client.get(f"http://dead{n}.example/")
+    assert len(transport.stats()) == 1000
+    assert checks <= 1000 * EVICTION_SCAN  # a full scan each time would be 1,000,000
