@@ -252,3 +252,19 @@ class ServerFarm:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
         self._loop.close()
+
+
+def main(argv: list[str]) -> None:
+    """``python -m tests.servers ok error reset``: a ServerFarm in its own process (so its sockets
+    and threads are not the test's), printing its ports on one line, until stdin closes."""
+    import sys
+
+    with ServerFarm(argv) as farm:
+        print(" ".join(map(str, farm.ports)), flush=True)
+        sys.stdin.read()
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])
