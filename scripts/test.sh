@@ -24,4 +24,21 @@ fi
 "$VENV/bin/ruff" check breaker_transport tests benchmarks
 "$VENV/bin/ruff" format --check breaker_transport tests benchmarks
 "$VENV/bin/mypy" --strict breaker_transport
+"$VENV/bin/python" -c 'import httpx; print("environment 1: httpx", httpx.__version__, "(newest)")'
 "$VENV/bin/python" -m pytest "$@"
+
+# Environment 2: the lowest supported httpx (pyproject: httpx>=0.27), plus pytest-httpx, which pins
+# an httpx minor version and so fits only here (0.31.* pins httpx 0.27.* and pytest 8.*, so this
+# also runs the lowest supported pytest). Everything but the heavy "load" tests runs again.
+LOW_VENV=${LOW_VENV:-.venv-httpx-lowest}
+"$PYTHON" -m venv "$LOW_VENV"
+"$LOW_VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+"$LOW_VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[test]" \
+    "httpx==0.27.0" "pytest-httpx==0.31.*"
+"$LOW_VENV/bin/python" -c 'import httpx; print("environment 2: httpx", httpx.__version__, "(lowest)")'
+status=0
+BREAKER_EXPECT_PYTEST_HTTPX=1 "$LOW_VENV/bin/python" -m pytest -m "not load" -p no:cacheprovider \
+    "$@" || status=$?
+if [ "$status" -ne 0 ] && [ "$status" -ne 5 ]; then  # 5: the arguments selected only load tests
+    exit "$status"
+fi
