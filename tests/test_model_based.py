@@ -557,6 +557,24 @@ class BreakerMachine(RuleBasedStateMachine):
         self.check_sent(flight.cid, result, script, flight.key, flight.admission)
         self.settle(flight, script, now, script.consume == "read")
 
+    @precondition(lambda self: self.ready and len(self.in_inner) < 4)
+    @rule(
+        url=st.sampled_from(list(URLS)),
+        dt=st.sampled_from([0.5, 1.0, 2.5, 3.0]),
+        script=scripts(),
+    )
+    def call_that_takes(self, url: str, dt: float, script: Script) -> None:
+        """A call whose headers take ``dt`` seconds: slow or not, against slow_call_duration
+        (1.0 or 2.5), and exactly at it for some."""
+        self.start_held(url)
+        if (
+            self.in_inner
+            and self.in_inner[-1].url == url
+            and self.in_inner[-1].cid == (f"c{self.counter}")
+        ):
+            self.clock.advance(dt)
+            self.release(len(self.in_inner) - 1, script)
+
     @precondition(lambda self: self.ready and self.in_inner and self.driver.can_cancel)
     @rule(index=st.integers(0, 3))
     def cancel(self, index: int) -> None:
