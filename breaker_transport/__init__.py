@@ -13,7 +13,13 @@
 import logging as _logging
 
 from ._events import BreakerListener
-from ._httpx import AsyncCircuitBreakerTransport, CircuitBreakerTransport, CircuitOpenError
+from ._httpx import (
+    AsyncCircuitBreakerTransport,
+    CircuitBreakerTransport,
+    CircuitOpenError,
+    async_breaker_client,
+    breaker_client,
+)
 from ._policy import (
     DEFAULT_FAILURE_EXCEPTIONS,
     DEFAULT_FAILURE_STATUS_CODES,
@@ -22,6 +28,7 @@ from ._policy import (
     FailureKind,
 )
 from ._types import CallEvent, CircuitState, CircuitStats, Mode, Outcome, StateChange
+from .status import status_app
 
 __all__ = [
     "DEFAULT_FAILURE_EXCEPTIONS",
@@ -39,6 +46,9 @@ __all__ = [
     "Mode",
     "Outcome",
     "StateChange",
+    "async_breaker_client",
+    "breaker_client",
+    "status_app",
 ]
 
 __version__ = "0.1.0"

@@ -1,70 +1,96 @@
-"""``python -m breaker_transport demo``: watch a circuit open and recover against a local server."""
+"""``python -m breaker_transport demo`` (also the ``breaker-transport`` console script).
+
+A thin command line over ``breaker_transport.demo``; the demo needs the ``demo`` extra.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Sequence
 
-import httpx
-
-from . import AsyncCircuitBreakerTransport, BreakerPolicy, CircuitOpenError, StateChange
-
-
-class _Flaky(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    failing = True
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        status, body = (503, b"down") if _Flaky.failing else (200, b"ok")
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+_NEEDS_EXTRA = (
+    "the demo needs the 'demo' extra (rich, uvicorn, matplotlib): "
+    "pip install 'breaker-transport[demo]'  (from a checkout: pip install '.[demo]')"
+)
 
 
-async def _demo(duration: float) -> int:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/"
-
-    def show(change: StateChange) -> None:
-        print(f"  [{change.at:7.2f}] {change.key}: {change.old} -> {change.new} ({change.reason})")
-
-    policy = BreakerPolicy(failure_threshold=3, recovery_timeout=duration / 4)
-    transport = AsyncCircuitBreakerTransport(policy=policy, on_state_change=show)
-    sent = rejected = 0
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    async with httpx.AsyncClient(transport=transport) as client:
-        while (now := loop.time() - start) < duration:
-            _Flaky.failing = now < duration / 2
-            try:
-                await client.get(url)
-                sent += 1
-            except CircuitOpenError:
-                rejected += 1
-            await asyncio.sleep(duration / 100)
-    server.shutdown()
-    print(f"sent {sent} requests, {rejected} failed fast while the upstream was down")
-    print(f"final state: {transport.state(url)}")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="breaker-transport")
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="breaker-transport", description="Per-host circuit breakers for httpx."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run the breaker against a local flaky server")
-    demo.add_argument("--duration", type=float, default=8.0, help="seconds (default 8)")
+    demo = sub.add_parser(
+        "demo",
+        help="watch circuits open and recover against real flaky upstreams on 127.0.0.1",
+        description=(
+            "Starts five upstreams on 127.0.0.1 (healthy; failing, then recovering; turning "
+            "slow; refusing connections; 503 with Retry-After, then back), drives traffic "
+            "through one AsyncCircuitBreakerTransport, shows a live per-host table and ends "
+            "with a summary. No network needed."
+        ),
+    )
+    demo.add_argument(
+        "--duration", type=float, default=20.0, help="seconds of traffic (default 20)"
+    )
+    demo.add_argument("--concurrency", type=int, default=8, help="concurrent workers (default 8)")
+    demo.add_argument(
+        "--policy",
+        default="consecutive",
+        metavar="PRESET[,FIELD=VALUE...]",
+        help=(
+            "a preset ('consecutive', the default, or 'rate') and/or BreakerPolicy overrides, "
+            "e.g. 'rate,failure_rate_threshold=0.3' or 'failure_threshold=5'"
+        ),
+    )
+    demo.add_argument("--plot", metavar="FILE.png", help="write a timeline of each host's state")
+    demo.add_argument(
+        "--status",
+        action="store_true",
+        help="also serve the status page (breaker_transport.status_app) on a free local port",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
-    if args.duration <= 0:
-        parser.error(f"--duration must be > 0, got {args.duration}")
-    return asyncio.run(_demo(args.duration))
+    try:
+        from .demo import DemoOptions, parse_policy, run_demo
+        from .demo.live import make_console, summary_renderable
+        from .demo.policies import describe
+    except ImportError as exc:
+        print(f"breaker-transport: {_NEEDS_EXTRA} ({exc})", file=sys.stderr)
+        return 2
+    try:
+        options = DemoOptions(
+            duration=args.duration,
+            concurrency=args.concurrency,
+            policy=args.policy,
+            status=args.status,
+        )
+        policy = parse_policy(options.policy, options.duration)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401  (fail now, not after the run)
+        except ImportError as exc:
+            print(f"breaker-transport: --plot: {_NEEDS_EXTRA} ({exc})", file=sys.stderr)
+            return 2
+    console = make_console()
+    console.print(f"policy: {describe(policy)}", style="dim")
+    try:
+        summary = asyncio.run(run_demo(options, console))
+    except KeyboardInterrupt:
+        return 130
+    console.print(summary_renderable(summary))
+    if args.plot:
+        from .demo.plot import write_plot
+
+        console.print(f"timeline written to {write_plot(summary, args.plot)}")
+    return 0
 
 
 if __name__ == "__main__":

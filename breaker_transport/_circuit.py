@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import random
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._types import CircuitState, CircuitStats, Eviction, Mode, Outcome, StateChange
 from ._windows import window_for
@@ -40,7 +40,19 @@ DISABLED = Mode.DISABLED
 class Ticket:
     """An admitted call: which circuit, which generation, when, and in which role."""
 
-    __slots__ = ("admitted_at", "circuit", "generation", "probe", "settled", "shadow", "state")
+    # ``shared`` is set only by a shared storage (``storage/_shared.py``), on its own tickets; the
+    # in-process path never sets or reads it, so it costs that path nothing.
+    __slots__ = (
+        "admitted_at",
+        "circuit",
+        "generation",
+        "probe",
+        "settled",
+        "shadow",
+        "shared",
+        "state",
+    )
+    shared: Any
 
     def __init__(
         self,

@@ -77,7 +77,8 @@ def parse_retry_after(value: str, date: str | None, wall_now: float) -> float | 
     """
     text = value.strip()
     if text.isascii() and text.isdigit():
-        # Past 12 digits it is capped anyway; and Python refuses int() of 4,300 digits or more.
+        # More than 12 digits is more than 30,000 years: cap it here (int() of a string of
+        # thousands of digits raises) and let the caller cap it again at max_recovery_timeout.
         return float(int(text)) if len(text) <= 12 else 1e12
     try:
         when = parsedate_to_datetime(text).timestamp()

@@ -6,27 +6,36 @@ Thin on purpose: it names httpx's classes and forwards to the shared core. The h
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ._events import BreakerListener
-from ._policy import BreakerPolicy
+from ._factory import build_client
 from ._stream import AsyncBody, SyncBody
 from ._transport import (
     AsyncBreakerCore,
+    BreakerCore,
     CircuitOpenErrorMixin,
-    Clock,
-    Fallback,
-    KeyFunction,
     SyncBreakerCore,
+    TransportT,
     kind_map,
 )
-from ._types import StateChange
 
-__all__ = ["AsyncCircuitBreakerTransport", "CircuitBreakerTransport", "CircuitOpenError"]
+if TYPE_CHECKING:
+    from typing_extensions import Self, Unpack
+
+    from ._factory import HTTPBreakerOptions
+
+    Options = HTTPBreakerOptions[httpx.Limits, "httpx.URL | str | httpx.Proxy"]
+
+__all__ = [
+    "AsyncCircuitBreakerTransport",
+    "CircuitBreakerTransport",
+    "CircuitOpenError",
+    "async_breaker_client",
+    "breaker_client",
+]
 
 
 class CircuitOpenError(CircuitOpenErrorMixin, httpx.TransportError):
@@ -39,6 +48,8 @@ class CircuitOpenError(CircuitOpenErrorMixin, httpx.TransportError):
     open) and ``state``.
     """
 
+    __module__ = "breaker_transport"  # the name tracebacks and spans show: the public one
+
 
 class _AsyncBody(AsyncBody, httpx.AsyncByteStream):
     pass
@@ -48,10 +59,28 @@ class _SyncBody(SyncBody, httpx.SyncByteStream):
     pass
 
 
-_KINDS = kind_map(httpx)
+class _Httpx(BreakerCore[TransportT]):
+    """What the core needs to know about httpx, and the typed ``over_http``."""
+
+    _library = "httpx"
+    _kinds = kind_map(httpx)
+    _open_error = CircuitOpenError
+    _response_type = httpx.Response
+    _url_type = httpx.URL
+
+    @classmethod
+    def over_http(cls, **options: Unpack[Options]) -> Self:
+        """A breaker over ``httpx.(Async)HTTPTransport(verify=, cert=, http2=, limits=, proxy=,
+        ...)``: the settings a client given ``transport=`` would otherwise ignore. The other
+        options are the breaker's (``policy=``, ``per_host=`` ...)."""
+        return cls._over_http(options)
 
 
-class AsyncCircuitBreakerTransport(AsyncBreakerCore, httpx.AsyncBaseTransport):
+class AsyncCircuitBreakerTransport(
+    _Httpx[httpx.AsyncBaseTransport],
+    AsyncBreakerCore[httpx.AsyncBaseTransport],
+    httpx.AsyncBaseTransport,
+):
     """An ``httpx.AsyncBaseTransport`` that routes every request through per-host circuits.
 
     ::
@@ -64,116 +93,56 @@ class AsyncCircuitBreakerTransport(AsyncBreakerCore, httpx.AsyncBaseTransport):
     and ``async with`` close it. See ``BreakerPolicy`` for when circuits open and recover.
     """
 
-    _library = "httpx"
-    _kinds = _KINDS
-    _open_error = CircuitOpenError
-    _response_type = httpx.Response
-    _url_type = httpx.URL
+    _http_transport = httpx.AsyncHTTPTransport
     _body = _AsyncBody
-
-    def __init__(
-        self,
-        transport: httpx.AsyncBaseTransport | None = None,
-        *,
-        policy: BreakerPolicy | None = None,
-        per_host: Mapping[str, BreakerPolicy] | None = None,
-        key: KeyFunction | None = None,
-        on_state_change: Callable[[StateChange], object] | None = None,
-        fallback: Fallback | None = None,
-        clock: Clock | None = None,
-        max_circuits: int = 10_000,
-        rng: random.Random | None = None,
-        listeners: Iterable[BreakerListener] = (),
-    ) -> None:
-        if transport is None:
-            transport = httpx.AsyncHTTPTransport()
-        elif not callable(getattr(transport, "handle_async_request", None)):
-            raise TypeError(
-                "transport must be an httpx.AsyncBaseTransport (it has no handle_async_request), "
-                f"got {transport!r} ({type(transport).__name__}); wrap a respx router as "
-                "httpx.MockTransport(router.async_handler)"
-            )
-        self._setup(
-            transport,
-            policy=policy,
-            per_host=per_host,
-            key=key,
-            on_state_change=on_state_change,
-            fallback=fallback,
-            clock=clock,
-            max_circuits=max_circuits,
-            rng=rng,
-            listeners=listeners,
-        )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         response: httpx.Response = await AsyncBreakerCore.handle_async_request(self, request)
         return response
 
-    async def __aenter__(self) -> AsyncCircuitBreakerTransport:
-        await self._inner.__aenter__()
-        return self
 
-    async def __aexit__(self, *args: Any) -> None:
-        await self.aclose()
-
-
-class CircuitBreakerTransport(SyncBreakerCore, httpx.BaseTransport):
+class CircuitBreakerTransport(
+    _Httpx[httpx.BaseTransport], SyncBreakerCore[httpx.BaseTransport], httpx.BaseTransport
+):
     """An ``httpx.BaseTransport`` (for ``httpx.Client``) with per-host circuits; thread-safe.
 
     The same options as ``AsyncCircuitBreakerTransport``; ``transport`` defaults to
     ``httpx.HTTPTransport()``, and ``close()``/``with`` close it.
     """
 
-    _library = "httpx"
-    _kinds = _KINDS
-    _open_error = CircuitOpenError
-    _response_type = httpx.Response
-    _url_type = httpx.URL
+    _http_transport = httpx.HTTPTransport
     _body = _SyncBody
-
-    def __init__(
-        self,
-        transport: httpx.BaseTransport | None = None,
-        *,
-        policy: BreakerPolicy | None = None,
-        per_host: Mapping[str, BreakerPolicy] | None = None,
-        key: KeyFunction | None = None,
-        on_state_change: Callable[[StateChange], object] | None = None,
-        fallback: Fallback | None = None,
-        clock: Clock | None = None,
-        max_circuits: int = 10_000,
-        rng: random.Random | None = None,
-        listeners: Iterable[BreakerListener] = (),
-    ) -> None:
-        if transport is None:
-            transport = httpx.HTTPTransport()
-        elif not callable(getattr(transport, "handle_request", None)):
-            raise TypeError(
-                "transport must be an httpx.BaseTransport (it has no handle_request), "
-                f"got {transport!r} ({type(transport).__name__}); wrap a respx router as "
-                "httpx.MockTransport(router.handler)"
-            )
-        self._setup(
-            transport,
-            policy=policy,
-            per_host=per_host,
-            key=key,
-            on_state_change=on_state_change,
-            fallback=fallback,
-            clock=clock,
-            max_circuits=max_circuits,
-            rng=rng,
-            listeners=listeners,
-        )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         response: httpx.Response = SyncBreakerCore.handle_request(self, request)
         return response
 
-    def __enter__(self) -> CircuitBreakerTransport:
-        self._inner.__enter__()
-        return self
 
-    def __exit__(self, *args: Any) -> None:
-        self.close()
+def async_breaker_client(
+    breaker: AsyncCircuitBreakerTransport,
+    *,
+    mounts: Mapping[str, httpx.AsyncBaseTransport | None] | None = None,
+    trust_env: bool = True,
+    **client_options: Any,
+) -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient`` whose every request goes through ``breaker``: each of ``mounts``
+    and each environment proxy (when ``trust_env`` and the breaker came from ``over_http``) is
+    wrapped by a twin sharing its circuits. ``client_options`` are the other ``AsyncClient``
+    options (``timeout``, ``headers``, ``base_url`` ...); transport settings (``verify``,
+    ``http2``, ``limits``, ``proxy`` ...) belong to ``over_http`` and are refused here."""
+    return build_client(
+        httpx.AsyncClient, AsyncCircuitBreakerTransport, breaker, mounts, trust_env, client_options
+    )
+
+
+def breaker_client(
+    breaker: CircuitBreakerTransport,
+    *,
+    mounts: Mapping[str, httpx.BaseTransport | None] | None = None,
+    trust_env: bool = True,
+    **client_options: Any,
+) -> httpx.Client:
+    """The ``httpx.Client`` twin of ``async_breaker_client``."""
+    return build_client(
+        httpx.Client, CircuitBreakerTransport, breaker, mounts, trust_env, client_options
+    )

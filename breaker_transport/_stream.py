@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 class _BodyState:
     """What the wrapper needs to settle its call; ``ticket`` is None once settled."""
 
-    _breaker: BreakerCore
+    _breaker: BreakerCore[Any]
     _ticket: Ticket | None
     _request: Any
     _response: Any
@@ -30,7 +30,7 @@ class _BodyState:
 
     def _bind(
         self,
-        breaker: BreakerCore,
+        breaker: BreakerCore[Any],
         ticket: Ticket,
         request: Any,
         response: Any,
@@ -46,12 +46,14 @@ class _BodyState:
         self._slow = slow
         self._hint = hint
 
-    def _finish(self, exc: BaseException | None) -> None:
+    def _finish(self, exc: BaseException | None) -> Any:
+        """Settle once. Returns what the breaker returns: None, or (a shared async storage) an
+        awaitable that the async body awaits."""
         ticket = self._ticket
         if ticket is None:
-            return
+            return None
         self._ticket = None
-        self._breaker._finish_body(
+        return self._breaker._finish_body(
             ticket, self._request, self._response, self._outcome, self._slow, self._hint, exc
         )
 
@@ -62,7 +64,7 @@ class SyncBody(_BodyState):
     def __init__(
         self,
         stream: Any,
-        breaker: BreakerCore,
+        breaker: BreakerCore[Any],
         ticket: Ticket,
         request: Any,
         response: Any,
@@ -102,7 +104,7 @@ class AsyncBody(_BodyState):
     def __init__(
         self,
         stream: Any,
-        breaker: BreakerCore,
+        breaker: BreakerCore[Any],
         ticket: Ticket,
         request: Any,
         response: Any,
@@ -123,14 +125,20 @@ class AsyncBody(_BodyState):
         try:
             return await self._iterator.__anext__()
         except StopAsyncIteration:
-            self._finish(None)
+            pending = self._finish(None)
+            if pending is not None:
+                await pending
             raise
         except BaseException as exc:
-            self._finish(exc)
+            pending = self._finish(exc)
+            if pending is not None:
+                await pending
             raise
 
     async def aclose(self) -> None:
         try:
             await self._stream.aclose()
         finally:
-            self._finish(None)
+            pending = self._finish(None)
+            if pending is not None:
+                await pending

@@ -11,13 +11,16 @@ stream) -> ``_finish_body`` when the body ends, fails or is closed -> ``_settle`
 
 from __future__ import annotations
 
+import copy
+import inspect
 import logging
 import math
 import random
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from ._circuit import FAILURE, SUCCESS, Ticket
 from ._classify import (
@@ -33,6 +36,10 @@ from ._policy import BreakerPolicy, FailureKind, coerce_mode
 from ._registry import Registry
 from ._stream import AsyncBody, SyncBody
 from ._types import CallEvent, CircuitState, CircuitStats, Mode, Outcome, StateChange
+from .storage._base import Storage, attach_storage
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 logger = logging.getLogger("breaker_transport")
 
@@ -42,6 +49,9 @@ _OPTION_NAMES = frozenset({"bypass", "key"})
 KeyFunction = Callable[[Any], str]
 Fallback = Callable[[Any, Any], Any]
 Clock = Callable[[], float]
+
+#: A flavour's inner transport type (``httpx.AsyncBaseTransport``, ``httpx2.BaseTransport`` ...).
+TransportT = TypeVar("TransportT")
 
 
 def kind_map(module: Any) -> KindMap:
@@ -85,6 +95,13 @@ class CircuitOpenErrorMixin(Exception):
         self.state = state
 
 
+def _keyword_names(function: Callable[..., Any]) -> frozenset[str]:
+    """The options a constructor takes by keyword (the inner ``transport`` aside)."""
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    parameters = inspect.signature(function).parameters.values()
+    return frozenset(p.name for p in parameters if p.kind in kinds) - {"self", "transport"}
+
+
 def _check_callable(name: str, value: object) -> None:
     if value is not None and not callable(value):
         raise TypeError(
@@ -109,7 +126,7 @@ def _check_clock(clock: Clock) -> None:
         raise ValueError(f"clock must return a finite time in seconds, got {now!r} from {clock!r}")
 
 
-class BreakerCore:
+class BreakerCore(Generic[TransportT]):
     """State, configuration and the operator API of one breaker transport."""
 
     # Set by each flavour.
@@ -118,8 +135,89 @@ class BreakerCore:
     _open_error: ClassVar[type[CircuitOpenErrorMixin]]
     _response_type: ClassVar[type[Any]]
     _url_type: ClassVar[type[Any]]
+    # Set by each twin (async, sync) of a flavour.
+    _http_transport: ClassVar[Callable[..., Any]]  # the library's (Async)HTTPTransport
+    _inner_method: ClassVar[str]  # "handle_async_request" / "handle_request"
+    _inner_base: ClassVar[str]  # "AsyncBaseTransport" / "BaseTransport"
+    _router_handler: ClassVar[str]  # how to wrap a respx router: "async_handler" / "handler"
 
     _inner: Any
+    #: set by each twin: does this transport await its storage?
+    _asynchronous: ClassVar[bool]
+    _http_options: Mapping[str, Any] | None = None
+
+    def __init__(
+        self,
+        transport: TransportT | None = None,
+        *,
+        policy: BreakerPolicy | None = None,
+        per_host: Mapping[str, BreakerPolicy] | None = None,
+        key: KeyFunction | None = None,
+        on_state_change: Callable[[StateChange], object] | None = None,
+        fallback: Fallback | None = None,
+        clock: Clock | None = None,
+        max_circuits: int = 10_000,
+        rng: random.Random | None = None,
+        listeners: Iterable[BreakerListener] = (),
+        storage: Storage | None = None,
+    ) -> None:
+        self._setup(
+            self._http_transport() if transport is None else self._checked_inner(transport),
+            policy=policy,
+            per_host=per_host,
+            key=key,
+            on_state_change=on_state_change,
+            fallback=fallback,
+            clock=clock,
+            max_circuits=max_circuits,
+            rng=rng,
+            listeners=listeners,
+            storage=storage,
+        )
+
+    def _checked_inner(self, transport: object) -> object:
+        if not callable(getattr(transport, self._inner_method, None)):
+            raise TypeError(
+                f"transport must be an {self._library}.{self._inner_base} (it has no "
+                f"{self._inner_method}), got {transport!r} ({type(transport).__name__}); wrap a "
+                f"respx router as {self._library}.MockTransport(router.{self._router_handler})"
+            )
+        return transport
+
+    @classmethod
+    def _over_http(cls, options: Mapping[str, Any]) -> Self:
+        """Build the library's HTTP transport from the options it takes, and wrap it."""
+        own = _keyword_names(BreakerCore.__init__)
+        forwarded = _keyword_names(cls._http_transport.__init__)
+        unknown = set(options) - own - forwarded - {"transport"}
+        if "transport" in options or unknown:
+            bad = sorted(unknown | ({"transport"} & set(options)))
+            raise TypeError(
+                f"{cls.__name__}.over_http() got unknown option(s) {bad}: it takes the breaker's "
+                f"options {sorted(own)} and the {cls._http_transport.__qualname__} options "
+                f"{sorted(forwarded)}; to wrap a transport of your own, pass it to "
+                f"{cls.__name__}(transport)"
+            )
+        http = {name: value for name, value in options.items() if name in forwarded}
+        breaker = cls(cls._http_transport(**http), **{n: v for n, v in options.items() if n in own})
+        breaker._http_options = MappingProxyType(http)
+        return breaker
+
+    @property
+    def http_options(self) -> Mapping[str, Any] | None:
+        """The HTTP transport options given to ``over_http`` (None for a transport of your own)."""
+        return self._http_options
+
+    def wrap(self, transport: TransportT) -> Self:
+        """A transport over another inner ``transport`` that shares this one's circuits,
+        policies, listeners, fallback and clock (``mounts=`` of one client, say): a host's circuit
+        is the same whichever of them its requests go through. Each closes only its own inner
+        transport."""
+        twin = copy.copy(self)  # shallow on purpose: the registry, lock and dispatcher are shared
+        twin._inner = self._checked_inner(transport)
+        twin._closed = False
+        twin._http_options = None
+        return twin
 
     def _setup(
         self,
@@ -134,6 +232,7 @@ class BreakerCore:
         max_circuits: int,
         rng: random.Random | None,
         listeners: Iterable[BreakerListener],
+        storage: Any = None,
     ) -> None:
         if policy is None:
             policy = BreakerPolicy()
@@ -172,6 +271,9 @@ class BreakerCore:
         self._classifiers: dict[int, ExceptionClassifier] = {}
         self._key_errors: set[type] = set()
         self._closed = False
+        # None: the in-process registry above (the default). Otherwise a shared engine
+        # (storage/_shared.py) that the request path and the operator API hand over to.
+        self._storage = attach_storage(storage, self, asynchronous=self._asynchronous)
 
     # -- operator API --------------------------------------------------------------------------
 
@@ -203,9 +305,26 @@ class BreakerCore:
             self._dispatch.emit(events)
         return result
 
+    def _shared_sync(self, what: str) -> Any:
+        """The shared engine if this transport may call it blocking; raises for an async one."""
+        storage = self._storage
+        if storage is not None and self._asynchronous:
+            raise RuntimeError(
+                f"{what}() cannot reach the shared state of an async storage from sync code; "
+                f"use `await transport.a{what}(...)`"
+            )
+        return storage
+
     def state(self, url_or_key: object) -> CircuitState:
-        """The state of a circuit; a key with no circuit yet reads as CLOSED."""
+        """The state of a circuit; a key with no circuit yet reads as CLOSED.
+
+        With an async shared storage this is this worker's last view (no I/O); ``astate`` reads
+        the shared state.
+        """
         key = self._key_of(url_or_key)
+        if self._storage is not None and not self._asynchronous:
+            shared_state: CircuitState = self._storage.state(key)
+            return shared_state
 
         def read(now: float) -> CircuitState:
             circuit = self._registry.get(key)
@@ -218,7 +337,14 @@ class BreakerCore:
         return state
 
     def stats(self) -> Mapping[str, CircuitStats]:
-        """A snapshot of every circuit, by key."""
+        """A snapshot of every circuit, by key.
+
+        With a shared storage the counters are this worker's and the state is the shared one;
+        with an async shared storage this is this worker's last view (``astats`` reads it).
+        """
+        if self._storage is not None and not self._asynchronous:
+            shared_stats: Mapping[str, CircuitStats] = self._storage.stats()
+            return shared_stats
 
         def read(now: float) -> dict[str, CircuitStats]:
             return {k: c.snapshot(now) for k, c in self._registry.circuits.items()}
@@ -228,6 +354,12 @@ class BreakerCore:
 
     def reset(self, url_or_key: object = None) -> None:
         """Close a circuit and clear its counters; None resets every circuit."""
+        shared = self._shared_sync("reset")
+        key = self._reset_local(url_or_key)
+        if shared is not None:
+            shared.operate(key, "reset", create=False, what="reset")
+
+    def _reset_local(self, url_or_key: object) -> str | None:
         key = None if url_or_key is None else self._key_of(url_or_key)
 
         def act(now: float) -> None:
@@ -240,18 +372,35 @@ class BreakerCore:
                     circuit.reset(now)
 
         self._locked(act)
+        return key
 
     def force_open(self, url_or_key: object) -> None:
         """Hold a circuit open (no probes) until ``reset``; creates the circuit if needed."""
+        shared = self._shared_sync("force_open")
+        key = self._force_open_local(url_or_key)
+        if shared is not None:
+            shared.operate(key, "force", create=True, what="force_open")
+
+    def _force_open_local(self, url_or_key: object) -> str:
         key = self._key_of(url_or_key)
         self._locked(lambda now: self._registry.get_or_create(key).force_open(now))
+        return key
 
     def set_mode(self, mode: Mode | str, url_or_key: object = None) -> None:
         """``"enforce"``, ``"observe"`` or ``"disabled"``, for one circuit or (None) for all,
         existing and future. Counts are kept."""
+        shared = self._shared_sync("set_mode")
+        value, key = self._set_mode_local(mode, url_or_key)
+        if shared is not None:
+            if key is None:
+                shared.set_default(value.value)
+            shared.operate(key, "mode", value.value, create=True, what="set_mode")
+
+    def _set_mode_local(self, mode: Mode | str, url_or_key: object) -> tuple[Mode, str | None]:
         value = coerce_mode(mode, "set_mode(mode)")
         key = None if url_or_key is None else self._key_of(url_or_key)
         self._locked(lambda now: self._registry.set_mode(value, key))
+        return value, key
 
     # -- the request path ----------------------------------------------------------------------
 
@@ -411,19 +560,24 @@ class BreakerCore:
         slow: bool,
         hint: float | None,
         exc: BaseException | None,
-    ) -> None:
-        """The body ended (exc None), failed, or was closed: settle with the final verdict."""
+    ) -> Any:
+        """The body ended (exc None), failed, or was closed: settle with the final verdict.
+
+        Returns what ``_settle`` returns (an async body awaits it when it is not None)."""
         response = response_ref() if response_ref is not None else None
         if exc is not None:
             outcome = self._exception_outcome(ticket, request, response, exc)
             hint = None
         elif response is not None:
             outcome = call_classifier(ticket.circuit.policy, request, response, None) or outcome
-        self._settle(ticket, outcome, slow, hint, None)
+        return self._settle(ticket, outcome, slow, hint, None)
 
     def _settle(
         self, ticket: Ticket, outcome: Outcome, slow: bool, hint: float | None, now: float | None
-    ) -> None:
+    ) -> Any:
+        """Record the outcome. Returns None, or (an async shared storage) what to await."""
+        if self._storage is not None:
+            return self._storage.settle(ticket, outcome, slow, hint, now)
         if now is None:
             now = self._clock()
         lock = self._lock
@@ -448,14 +602,21 @@ class BreakerCore:
                     ticket.shadow,
                 )
             )
+        return None
 
 
-class AsyncBreakerCore(BreakerCore):
+class AsyncBreakerCore(BreakerCore[TransportT]):
     """The async twin: an ``AsyncBaseTransport``-shaped class over the shared core."""
 
     _body: ClassVar[type[AsyncBody]]
+    _asynchronous = True
+    _inner_method = "handle_async_request"
+    _inner_base = "AsyncBaseTransport"
+    _router_handler = "async_handler"
 
     async def handle_async_request(self, request: Any) -> Any:
+        if self._storage is not None:
+            return await self._storage.handle_async_request(self, request)
         admission = self._admit(request)
         if admission.__class__ is not Ticket:
             if admission.__class__ is not str:
@@ -470,24 +631,73 @@ class AsyncBreakerCore(BreakerCore):
             raise
         return self._track(admission, request, response, self._body)
 
-    async def __aenter__(self: Any) -> Any:
+    async def __aenter__(self) -> Self:
         await self._inner.__aenter__()
         return self
+
+    # The operator API, awaiting the shared state (the sync methods serve in-process state).
+
+    async def astate(self, url_or_key: object) -> CircuitState:
+        """``state``, read from the shared state when the storage is shared."""
+        if self._storage is None:
+            return self.state(url_or_key)
+        shared_state: CircuitState = await self._storage.state(self._key_of(url_or_key))
+        return shared_state
+
+    async def astats(self) -> Mapping[str, CircuitStats]:
+        """``stats``, with the shared state when the storage is shared."""
+        if self._storage is None:
+            return self.stats()
+        shared_stats: Mapping[str, CircuitStats] = await self._storage.stats()
+        return shared_stats
+
+    async def areset(self, url_or_key: object = None) -> None:
+        """``reset``, on the shared state when the storage is shared."""
+        key = self._reset_local(url_or_key)
+        if self._storage is not None:
+            await self._storage.operate(key, "reset", create=False, what="reset")
+
+    async def aforce_open(self, url_or_key: object) -> None:
+        """``force_open``, on the shared state when the storage is shared."""
+        key = self._force_open_local(url_or_key)
+        if self._storage is not None:
+            await self._storage.operate(key, "force", create=True, what="force_open")
+
+    async def aset_mode(self, mode: Mode | str, url_or_key: object = None) -> None:
+        """``set_mode``, on the shared state when the storage is shared."""
+        value, key = self._set_mode_local(mode, url_or_key)
+        if self._storage is not None:
+            if key is None:
+                await self._storage.set_default(value.value)
+            await self._storage.operate(key, "mode", value.value, create=True, what="set_mode")
+
+    async def __aexit__(self, *args: object) -> None:
+        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the inner transport (idempotent)."""
         if self._closed:
             return
         self._closed = True
-        await self._inner.aclose()
+        try:
+            await self._inner.aclose()
+        finally:
+            if self._storage is not None:
+                await self._storage.aclose()
 
 
-class SyncBreakerCore(BreakerCore):
+class SyncBreakerCore(BreakerCore[TransportT]):
     """The sync twin: a ``BaseTransport``-shaped class, safe to share across threads."""
 
     _body: ClassVar[type[SyncBody]]
+    _asynchronous = False
+    _inner_method = "handle_request"
+    _inner_base = "BaseTransport"
+    _router_handler = "handler"
 
     def handle_request(self, request: Any) -> Any:
+        if self._storage is not None:
+            return self._storage.handle_request(self, request)
         admission = self._admit(request)
         if admission.__class__ is not Ticket:
             if admission.__class__ is not str:
@@ -502,13 +712,20 @@ class SyncBreakerCore(BreakerCore):
             raise
         return self._track(admission, request, response, self._body)
 
-    def __enter__(self: Any) -> Any:
+    def __enter__(self) -> Self:
         self._inner.__enter__()
         return self
+
+    def __exit__(self, *args: object) -> None:
+        self.close()
 
     def close(self) -> None:
         """Close the inner transport (idempotent)."""
         if self._closed:
             return
         self._closed = True
-        self._inner.close()
+        try:
+            self._inner.close()
+        finally:
+            if self._storage is not None:
+                self._storage.close()

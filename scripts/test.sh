@@ -21,8 +21,8 @@ fi
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[test,dev]"
 
-"$VENV/bin/ruff" check breaker_transport tests benchmarks
-"$VENV/bin/ruff" format --check breaker_transport tests benchmarks
+"$VENV/bin/ruff" check breaker_transport tests benchmarks examples
+"$VENV/bin/ruff" format --check breaker_transport tests benchmarks examples
 "$VENV/bin/mypy" --strict breaker_transport
 "$VENV/bin/python" -c 'import httpx; print("environment 1: httpx", httpx.__version__, "(newest)")'
 "$VENV/bin/python" -m pytest "$@"

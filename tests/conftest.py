@@ -8,6 +8,8 @@ from hypothesis import HealthCheck, settings
 
 from breaker_transport.testing import ManualClock
 
+from .flavours import Flavour, load
+from .redis_server import RedisServer
 from .servers import FlakyServer
 
 # Hypothesis profiles. No deadlines anywhere (a shared 2-core CI machine has pauses that say
@@ -38,6 +40,41 @@ def clock() -> ManualClock:
 def server() -> Iterator[FlakyServer]:
     with FlakyServer() as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One redis-server for the session; ``redis_url`` empties it before each test."""
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    import redis
+
+    with redis.Redis.from_url(redis_server.url) as client:
+        client.flushall()
+    return redis_server.url
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server of this test's own, which it may kill and start again."""
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["httpx", "httpx2"])
+def flavour(request: pytest.FixtureRequest) -> Flavour:
+    """Each HTTP library the breaker supports: the contract tests run against both."""
+    return load(str(request.param))
 
 
 def pytest_configure(config: pytest.Config) -> None:
