@@ -26,6 +26,8 @@ import httpx
 
 from breaker_transport import AsyncCircuitBreakerTransport, CircuitBreakerTransport
 
+from .helpers import _AsyncChunks, _SyncChunks
+
 WAIT = 10.0  # a safety net only: every wait below ends as soon as the code under test acts
 
 
@@ -108,44 +110,6 @@ class Result:
     cancelled: bool = False
 
 
-class _AsyncBody(httpx.AsyncByteStream):
-    def __init__(self, chunks: list[bytes | BaseException]) -> None:
-        self._chunks = iter(chunks)
-
-    def __aiter__(self) -> _AsyncBody:
-        return self
-
-    async def __anext__(self) -> bytes:
-        chunk = next(self._chunks, None)
-        if chunk is None:
-            raise StopAsyncIteration
-        if isinstance(chunk, BaseException):
-            raise chunk
-        return chunk
-
-    async def aclose(self) -> None:
-        pass
-
-
-class _SyncBody(httpx.SyncByteStream):
-    def __init__(self, chunks: list[bytes | BaseException]) -> None:
-        self._chunks = iter(chunks)
-
-    def __iter__(self) -> _SyncBody:
-        return self
-
-    def __next__(self) -> bytes:
-        chunk = next(self._chunks, None)
-        if chunk is None:
-            raise StopIteration
-        if isinstance(chunk, BaseException):
-            raise chunk
-        return chunk
-
-    def close(self) -> None:
-        pass
-
-
 class Hold:
     """A call parked in the inner transport until ``release``."""
 
@@ -179,7 +143,7 @@ class ScriptedInner(httpx.AsyncBaseTransport, httpx.BaseTransport):
             exc = script.exception(script.body_error)
             self.raised[cid] = exc
             chunks.append(exc)
-        stream: Any = _SyncBody(chunks) if sync else _AsyncBody(chunks)
+        stream: Any = _SyncChunks(chunks, []) if sync else _AsyncChunks(chunks, [])
         return httpx.Response(script.status, headers=script.headers(), stream=stream)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
