@@ -246,6 +246,9 @@ class Circuit:
                     self._transition(CLOSED, "probe succeeded", now)
             return False
         failed = outcome is FAILURE
+        window = self.window
+        if window is not None:  # first: the outcome that trips the consecutive rule counts too
+            window.record(failed, slow, now)
         if failed:
             self.consecutive_failures += 1
             threshold = policy.failure_threshold
@@ -256,13 +259,10 @@ class Circuit:
                 return False
         else:
             self.consecutive_failures = 0
-        window = self.window
-        if window is not None:
-            window.record(failed, slow, now)
-            if window.calls >= policy.minimum_calls:
-                reason = self._rate_trip(window.calls, window.failures, window.slow)
-                if reason is not None:
-                    self._open(now, reason, retry_after_hint if failed else None)
+        if window is not None and window.calls >= policy.minimum_calls:
+            reason = self._rate_trip(window.calls, window.failures, window.slow)
+            if reason is not None:
+                self._open(now, reason, retry_after_hint if failed else None)
         return False
 
     def _release_probe(self, ticket: Ticket) -> None:
@@ -276,13 +276,15 @@ class Circuit:
                 return
 
     def _rate_trip(self, calls: int, failures: int, slow: int) -> str | None:
+        # Divide, never multiply: 0.07 * 100 is 7.000000000000001, so 7 failures in 100 calls
+        # would not "reach" 7%; failures / calls rounds the same way the threshold literal does.
         policy = self.policy
         threshold = policy.failure_rate_threshold
-        if threshold is not None and failures >= threshold * calls:
+        if threshold is not None and failures / calls >= threshold:
             return f"failure rate {failures}/{calls} reached {threshold:.0%}"
         if (
             policy.slow_call_duration is not None
-            and slow >= policy.slow_call_rate_threshold * calls
+            and slow / calls >= policy.slow_call_rate_threshold
         ):
             return f"slow call rate {slow}/{calls} reached {policy.slow_call_rate_threshold:.0%}"
         return None

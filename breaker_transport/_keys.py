@@ -132,6 +132,8 @@ def parse_origin(text: str) -> tuple[str, int | None] | None:
 def key_for(url_or_key: str) -> str:
     """Reduce a full URL to its key; a string without ``://`` is a key as it is."""
     if "://" not in url_or_key:
+        if not url_or_key:  # force_open("") would otherwise create a circuit no request can use
+            raise ValueError("a circuit key must be a non-empty str, got ''")
         return url_or_key
     try:
         parts = urlsplit(url_or_key)
@@ -139,6 +141,8 @@ def key_for(url_or_key: str) -> str:
     except ValueError as exc:
         raise ValueError(f"cannot read a circuit key from {url_or_key!r}: {exc}") from None
     host = parts.hostname or ""
+    if not host:
+        raise ValueError(f"cannot read a circuit key from {url_or_key!r}: it names no host")
     if host and not host.isascii():
         host = _idna(host)
     return make_key(parts.scheme.lower(), host, port)
@@ -177,7 +181,8 @@ def _check_hostname(pattern: str, host: str) -> str:
 
 
 def _parse_port(pattern: str, text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    # isascii: str.isdigit() is also true for "²" (int() refuses it) and "٣" (int() reads 3)
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
         raise _pattern_error(pattern, f"port {text!r} is not a number from 1 to 65535")
     return int(text)
 

@@ -71,6 +71,14 @@ _MAX_SECONDS = 30 * 24 * 3600.0
 _MAX_COUNT = 10_000_000
 
 
+def _finite(value: float) -> bool:
+    """``math.isfinite`` that also answers for ints too large for a float (10**400: False)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _describe(value: object) -> str:
     return f"{value!r} ({type(value).__name__})"
 
@@ -93,7 +101,7 @@ def _check_seconds(name: str, value: object, *, optional: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         expected = "a number of seconds > 0" + (" or None" if optional else "")
         raise TypeError(f"BreakerPolicy.{name} must be {expected}, got {_describe(value)}")
-    if not math.isfinite(value) or value <= 0 or value > _MAX_SECONDS:
+    if not _finite(value) or value <= 0 or value > _MAX_SECONDS:
         raise ValueError(
             f"BreakerPolicy.{name} must be a finite number of seconds > 0 and at most "
             f"{_MAX_SECONDS:.0f} (30 days), got {value!r}"
@@ -111,7 +119,7 @@ def _check_fraction(
         expected = f"a number in {span}" + (" or None" if optional else "")
         raise TypeError(f"BreakerPolicy.{name} must be {expected}, got {_describe(value)}")
     too_low = value <= low if low_open else value < low
-    if math.isnan(value) or too_low or value > high:
+    if not _finite(value) or too_low or value > high:
         raise ValueError(f"BreakerPolicy.{name} must be in {span}, got {value!r}")
 
 
@@ -255,7 +263,7 @@ class BreakerPolicy:
                 "BreakerPolicy.recovery_backoff must be a number >= 1, "
                 f"got {_describe(self.recovery_backoff)}"
             )
-        if not math.isfinite(self.recovery_backoff) or not 1 <= self.recovery_backoff <= 100:
+        if not _finite(self.recovery_backoff) or not 1 <= self.recovery_backoff <= 100:
             raise ValueError(
                 "BreakerPolicy.recovery_backoff must be a multiplier between 1 and 100, "
                 f"got {self.recovery_backoff!r}"

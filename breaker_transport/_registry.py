@@ -11,6 +11,7 @@ import logging
 import math
 import random
 import threading
+from itertools import islice
 from typing import Any
 
 from ._circuit import CLOSED, Circuit, Context, Ticket
@@ -22,6 +23,9 @@ logger = logging.getLogger("breaker_transport")
 
 
 Event = StateChange | Eviction
+
+#: How many of the least recently used circuits an eviction looks at (see ``_evict_one``).
+EVICTION_SCAN = 64
 
 
 class CircuitMap(dict[str, Circuit]):
@@ -142,13 +146,17 @@ class Registry:
 
     def _evict_one(self) -> None:
         """Drop the least-recently-used clean closed circuit; failing that, the LRU closed one;
-        failing that, the open or half-open one whose open period ends soonest."""
+        failing that, the open or half-open one whose open period ends soonest.
+
+        It looks at the ``EVICTION_SCAN`` least recently used circuits only. A full scan cost
+        O(max_circuits) under the lock for every new host once (nearly) every circuit was open
+        or failing (many dead hosts at once): 1 ms per request with 10,000 circuits."""
         circuits = self.circuits
         victim: str | None = None
         dirty: list[str] = []
         closed: str | None = None
         soonest: tuple[float, str] | None = None
-        for key, circuit in circuits.items():
+        for key, circuit in islice(circuits.items(), EVICTION_SCAN):
             if circuit.evictable:
                 victim = key
                 break
@@ -166,7 +174,7 @@ class Registry:
             return
         del circuits[victim]
         # The circuits passed over are busy or failing: move them to the recent end, so the next
-        # eviction does not walk past them again (this keeps eviction O(1) amortised).
+        # eviction looks at others.
         for key in dirty:
             if key != victim:
                 circuits.move_to_end(key)

@@ -114,6 +114,23 @@ def _check_callable(name: str, value: object) -> None:
         )
 
 
+def _check_clock(clock: Clock) -> None:
+    """Read a custom clock once. One that returns no finite number would break the state machine
+    silently (an open period ending at NaN ends at once) or fail inside a request later."""
+    now: object = clock()
+    if isinstance(now, bool) or not isinstance(now, (int, float)):
+        raise TypeError(
+            f"clock must return the time in seconds as a number, got {now!r} "
+            f"({type(now).__name__}) from {clock!r}"
+        )
+    try:
+        finite = math.isfinite(now)
+    except OverflowError:
+        finite = False
+    if not finite:
+        raise ValueError(f"clock must return a finite time in seconds, got {now!r} from {clock!r}")
+
+
 class BreakerCore(Generic[TransportT]):
     """State, configuration and the operator API of one breaker transport."""
 
@@ -231,6 +248,8 @@ class BreakerCore(Generic[TransportT]):
         _check_callable("key", key)
         _check_callable("fallback", fallback)
         _check_callable("clock", clock)
+        if clock is not None:
+            _check_clock(clock)
         if isinstance(max_circuits, bool) or not isinstance(max_circuits, int):
             raise TypeError(
                 f"max_circuits must be an int >= 1, got {max_circuits!r} "

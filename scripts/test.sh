@@ -24,4 +24,28 @@ fi
 "$VENV/bin/ruff" check breaker_transport tests benchmarks examples
 "$VENV/bin/ruff" format --check breaker_transport tests benchmarks examples
 "$VENV/bin/mypy" --strict breaker_transport
+"$VENV/bin/python" -c 'import httpx; print("environment 1: httpx", httpx.__version__, "(newest)")'
 "$VENV/bin/python" -m pytest "$@"
+
+# Environment 2: the lowest supported httpx (pyproject: httpx>=0.27) with the core of the test
+# extra and pytest-httpx, which pins an httpx minor version and so fits only here (0.31.* pins
+# httpx 0.27.* and pytest 8.*: the lowest supported pytest runs too). The rest of the test extra
+# does not all install with httpx 0.27 (hishel 2 needs 0.28), so this runs the tests of everything
+# the library does with httpx itself; the heavy "load" tests run in environment 1 only.
+LOW_VENV=${LOW_VENV:-.venv-httpx-lowest}
+LOWEST_TESTS=(
+    tests/test_circuit.py tests/test_transport.py tests/test_streaming.py tests/test_sync.py
+    tests/test_respx.py tests/test_real_server.py tests/test_policy.py tests/test_policies.py
+    tests/test_keys.py tests/test_registry.py tests/test_testing_helpers.py
+    tests/test_client_settings.py tests/test_contract.py tests/test_model_based.py
+    tests/test_faults.py tests/test_bad_input.py tests/test_regressions.py tests/test_resources.py
+    tests/test_pytest_httpx.py
+)
+"$PYTHON" -m venv "$LOW_VENV"
+"$LOW_VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+"$LOW_VENV/bin/python" -m pip install -q --disable-pip-version-check -e . "httpx==0.27.0" \
+    "pytest-httpx==0.31.*" "respx>=0.21" "anyio>=4" "trio>=0.25" "hypothesis>=6.100" \
+    "httpx2>=2.16; python_version >= '3.11'"
+"$LOW_VENV/bin/python" -c 'import httpx; print("environment 2: httpx", httpx.__version__, "(lowest)")'
+BREAKER_EXPECT_PYTEST_HTTPX=1 "$LOW_VENV/bin/python" -m pytest -m "not load" -p no:cacheprovider \
+    "${LOWEST_TESTS[@]}" "$@"

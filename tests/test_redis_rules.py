@@ -71,6 +71,13 @@ POLICIES = {
         recovery_jitter=0.5,
     ),
     "observe": BreakerPolicy(failure_threshold=2, recovery_timeout=1.0, mode="observe"),
+    # 0.07 * 100 is 7.000000000000001 in floating point: the rate is compared by dividing
+    "decimal_rate": BreakerPolicy(
+        failure_threshold=None, failure_rate_threshold=0.07, minimum_calls=100, window_size=100
+    ),
+    "consecutive_and_rate": BreakerPolicy(
+        failure_threshold=2, failure_rate_threshold=0.9, minimum_calls=3, recovery_timeout=1.0
+    ),
 }
 
 
@@ -301,6 +308,10 @@ EDGES = {
         ],
     ),
     "observe mode shadows": ("observe", [*calls(F, F), *calls(S, F), ("admit", 4)]),
+    # 7 failures in 100 calls reach 7%
+    "a rate exactly at a decimal threshold": ("decimal_rate", calls(*[F] * 7, *[S] * 93)),
+    # the failure that trips the consecutive rule enters the window too
+    "the consecutive trip enters the window": ("consecutive_and_rate", calls(S, F, F)),
 }
 
 

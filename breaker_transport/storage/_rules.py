@@ -24,13 +24,13 @@ settle, ignored           moves nothing (a probe's slot is freed)
 settle probe, failure     -> OPEN ("probe failed"), ``reopens + 1``, honours Retry-After
 settle probe, slow        -> OPEN ("probe was slow"), ``reopens + 1``
 settle probe, success     ``probe_successes + 1``; at ``success_threshold`` -> CLOSED
+settle closed, window     first, record (failed, slow) in the window
 settle closed, failure    ``consecutive + 1``; at ``failure_threshold`` -> OPEN
-                          ("N consecutive failures"), ``reopens = 0``, honours Retry-After;
-                          the window is not recorded then
+                          ("N consecutive failures"), ``reopens = 0``, honours Retry-After
 settle closed, success    ``consecutive = 0``
-settle closed, window     record (failed, slow) in the window; once it holds ``minimum_calls``:
-                          failures >= rate * calls -> OPEN ("failure rate ..."), else
-                          slow >= slow rate * calls -> OPEN ("slow call rate ...")
+settle closed, rates      once the window holds ``minimum_calls``:
+                          failures / calls >= rate -> OPEN ("failure rate ..."), else
+                          slow / calls >= slow rate -> OPEN ("slow call rate ...")
 open duration             ``recovery_timeout * recovery_backoff ** reopens`` (the loop stops at
                           the cap), times ``(1 - jitter) + 2 * jitter * u`` for a uniform ``u``,
                           clamped to [recovery_timeout, cap]; a longer Retry-After lengthens it
@@ -273,10 +273,11 @@ local function window_record(failed, slow)
 end
 
 local function rate_trip()
-  if FRT >= 0 and wf >= FRT * wn then
+  -- divide, never multiply: 0.07 * 100 is 7.000000000000001 (as in Circuit._rate_trip)
+  if FRT >= 0 and wf / wn >= FRT then
     return string.format('failure rate %d/%d reached %.0f%%', wf, wn, FRT * 100)
   end
-  if SLOW == 1 and ws >= SRT * wn then
+  if SLOW == 1 and ws / wn >= SRT then
     return string.format('slow call rate %d/%d reached %.0f%%', ws, wn, SRT * 100)
   end
   return nil
@@ -388,6 +389,10 @@ if op == 'settle' then
     end
     return finish(5)
   end
+  local windowed = FRT >= 0 or SLOW == 1
+  if windowed then  -- first: the outcome that trips the consecutive rule counts too
+    window_record(failed, slow)
+  end
   if failed then
     c = c + 1
     dirty = true
@@ -399,8 +404,7 @@ if op == 'settle' then
     c = 0
     dirty = true
   end
-  if FRT >= 0 or SLOW == 1 then
-    window_record(failed, slow)
+  if windowed then
     if wn >= MINC then
       local reason = rate_trip()
       if reason ~= nil then

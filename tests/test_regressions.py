@@ -1,0 +1,147 @@
+"""Regression tests for bugs the model-based, fault and bad-input tests found (one test per fix)."""
+
+from __future__ import annotations
+
+import math
+
+import httpx
+import pytest
+
+from breaker_transport import BreakerPolicy, CircuitBreakerTransport, CircuitState
+from breaker_transport.testing import ManualClock
+
+from .helpers import fixed
+
+URL = "https://api.example.com/"
+KEY = "https://api.example.com"
+
+
+def test_the_failure_that_trips_the_consecutive_rule_enters_the_window() -> None:
+    """It used to open the circuit before entering the window, so stats() of the open circuit
+    showed a window one call short (window_calls 1 and failure_rate None here)."""
+    policy = BreakerPolicy(failure_threshold=2, failure_rate_threshold=0.9, minimum_calls=2)
+    transport = CircuitBreakerTransport(fixed(503), policy=policy, clock=ManualClock())
+    with httpx.Client(transport=transport) as client:
+        client.get(URL)
+        client.get(URL)
+    stats = transport.stats()[KEY]
+    assert stats.state is CircuitState.OPEN
+    assert (stats.window_calls, stats.failure_rate) == (2, 1.0)
+
+
+def test_a_failure_rate_that_exactly_reaches_the_threshold_trips() -> None:
+    """7 failures in the default window of 100 calls reach 7%; it used to compare with
+    0.07 * 100 == 7.000000000000001 and need an eighth failure."""
+    policy = BreakerPolicy(failure_threshold=None, failure_rate_threshold=0.07, minimum_calls=100)
+    statuses = iter([503] * 7 + [200] * 93)
+    inner = httpx.MockTransport(lambda request: httpx.Response(next(statuses)))
+    transport = CircuitBreakerTransport(inner, policy=policy, clock=ManualClock())
+    with httpx.Client(transport=transport) as client:
+        for _ in range(100):
+            client.get(URL)
+    assert transport.state(URL) is CircuitState.OPEN
+
+
+def test_a_retry_after_of_thousands_of_digits_is_capped_not_a_crash() -> None:
+    """int() refuses 4,300 digits or more: the ValueError escaped from the request (the caller
+    lost the 503) and the call stayed in flight forever, holding a probe slot if it was one."""
+    policy = BreakerPolicy(failure_threshold=1, recovery_timeout=10.0, max_recovery_timeout=99.0)
+    transport = CircuitBreakerTransport(
+        fixed(503, **{"retry-after": "9" * 5000}), policy=policy, clock=ManualClock()
+    )
+    with httpx.Client(transport=transport) as client:
+        assert client.get(URL).status_code == 503
+    stats = transport.stats()[KEY]
+    assert (stats.state, stats.in_flight, stats.failures) == (CircuitState.OPEN, 0, 1)
+    assert stats.retry_after == 99.0  # capped by max_recovery_timeout
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        "recovery_timeout",
+        "probe_timeout",
+        "window_duration",
+        "slow_call_duration",
+        "max_recovery_timeout",
+        "failure_rate_threshold",
+        "slow_call_rate_threshold",
+        "recovery_jitter",
+        "recovery_backoff",
+    ],
+)
+def test_an_int_too_large_for_a_float_is_a_value_error_naming_the_field(field: str) -> None:
+    """math.isfinite(10**400) raises OverflowError, which escaped from BreakerPolicy()."""
+    with pytest.raises(ValueError, match=f"BreakerPolicy.{field} must"):
+        BreakerPolicy(**{field: 10**400})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "pattern", ["api.example.com:\u00b2", "api.example.com:\u0663", "api.example.com:\uff18"]
+)
+def test_a_per_host_port_in_non_ascii_digits_is_a_clear_error(pattern: str) -> None:
+    """str.isdigit() accepts them: "²" made int() raise a ValueError that did not name the
+    pattern, and "٣" was silently read as port 3."""
+    with pytest.raises(ValueError, match="is malformed: port"):
+        CircuitBreakerTransport(fixed(200), per_host={pattern: BreakerPolicy()})
+
+
+@pytest.mark.parametrize(
+    ("now", "error"),
+    [
+        ("12:00", TypeError),
+        (None, TypeError),
+        (True, TypeError),
+        (math.nan, ValueError),
+        (math.inf, ValueError),
+        (10**400, ValueError),
+    ],
+)
+def test_a_clock_that_returns_no_finite_number_is_an_error_at_construction(
+    now: object, error: type[Exception]
+) -> None:
+    """A NaN clock made every open period end at once (the breaker never rejected), and a str
+    clock raised a TypeError from inside the first request that opened a circuit."""
+    with pytest.raises(error, match="clock must return"):
+        CircuitBreakerTransport(fixed(200), clock=lambda: now)
+
+
+@pytest.mark.parametrize("bad", ["", "http://", "https:///path", "://"])
+def test_the_operator_api_refuses_a_key_that_no_request_can_have(bad: str) -> None:
+    """force_open("") or force_open("http://") silently created a circuit that no request could
+    ever use, while the circuit the operator meant stayed closed."""
+    transport = CircuitBreakerTransport(fixed(200))
+    for operation in (transport.force_open, transport.state, transport.reset):
+        with pytest.raises(ValueError, match="circuit key"):
+            operation(bad)
+    assert transport.stats() == {}
+
+
+def test_eviction_work_is_bounded_when_every_circuit_is_open(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the registry full of open circuits (many dead hosts at once), every new host made the
+    eviction scan all max_circuits circuits under the lock: 1 ms per request at 10,000."""
+    from breaker_transport._circuit import Circuit
+    from breaker_transport._registry import EVICTION_SCAN
+
+    checks = 0
+    evictable = Circuit.evictable
+
+    def counted(self: Circuit) -> bool:
+        nonlocal checks
+        checks += 1
+        return bool(evictable.fget(self))  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(Circuit, "evictable", property(counted))
+    transport = CircuitBreakerTransport(
+        fixed(503), policy=BreakerPolicy(failure_threshold=1), max_circuits=1000
+    )
+    with httpx.Client(transport=transport) as client:
+        for n in range(1000):
+            client.get(f"http://dead{n}.example/")
+        checks = 0
+        for n in range(1000, 2000):
+            client.get(f"http://dead{n}.example/")
+    assert len(transport.stats()) == 1000
+    assert checks <= 1000 * EVICTION_SCAN  # a full scan each time would be 1,000,000
