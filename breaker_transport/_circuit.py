@@ -20,7 +20,7 @@ import math
 import random
 from typing import TYPE_CHECKING, Any
 
-from ._types import CircuitState, CircuitStats, Eviction, Mode, Outcome, StateChange
+from ._types import CircuitState, CircuitStats, Event, Mode, Outcome, StateChange, call_event
 from ._windows import window_for
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ class Context:
     __slots__ = ("events", "rng")
 
     def __init__(self, rng: random.Random | None = None) -> None:
-        self.events: list[StateChange | Eviction] = []
+        self.events: list[Event] = []
         self.rng = rng if rng is not None else random.Random()
 
 
@@ -198,6 +198,10 @@ class Circuit:
                 probe.settled = True
                 self.in_flight -= 1
                 self.ignored += 1
+                # Its late close, if any, will count nothing: tell the call listeners now.
+                self.context.events.append(
+                    call_event(self.key, "ignored", HALF_OPEN, now - probe.admitted_at)
+                )
         recovery.probes = kept
 
     # -- settlement ----------------------------------------------------------------------------
@@ -209,14 +213,15 @@ class Circuit:
         slow: bool,
         now: float,
         retry_after_hint: float | None = None,
-    ) -> bool:
-        """Record the outcome of an admitted call, exactly once. Returns True if it was stale.
+    ) -> bool | None:
+        """Record the outcome of an admitted call, exactly once. Returns True if it was stale
+        (counted, but it could not move the newer state), None if it had been counted already.
 
         ``slow`` says the headers took longer than the policy's ``slow_call_duration``;
         ``retry_after_hint`` is a parsed ``Retry-After`` (seconds) of a failing 429/503 response.
         """
         if ticket.settled:
-            return True  # an expired probe (already counted as ignored), or a second settle
+            return None  # an expired probe (already counted as ignored), or a second settle
         ticket.settled = True
         if ticket.probe:
             self._release_probe(ticket)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 
-from ._types import CallEvent, CircuitState, Eviction, StateChange
+from ._types import CallEvent, CircuitState, Event, Eviction, StateChange
 
 logger = logging.getLogger("breaker_transport")
 
@@ -98,8 +98,11 @@ class Dispatcher:
         if _overrides(listener, "on_evict"):
             self.evict_listeners = (*self.evict_listeners, listener)
 
-    def emit(self, events: Iterable[StateChange | Eviction]) -> None:
+    def emit(self, events: Iterable[Event]) -> None:
         for event in events:
+            if isinstance(event, CallEvent):
+                self.call(event)
+                continue
             if isinstance(event, Eviction):
                 for listener in self.evict_listeners:
                     try:

@@ -17,12 +17,10 @@ from typing import Any
 from ._circuit import CLOSED, Circuit, Context, Ticket
 from ._keys import PolicyResolver, host_and_port, parse_origin
 from ._policy import BreakerPolicy
-from ._types import Eviction, Mode, StateChange
+from ._types import Event, Eviction, Mode
 
 logger = logging.getLogger("breaker_transport")
 
-
-Event = StateChange | Eviction
 
 #: How many of the least recently used circuits an eviction looks at (see ``_evict_one``).
 EVICTION_SCAN = 64

@@ -596,7 +596,7 @@ class BreakerCore(Generic[TransportT]):
             lock.release()
         if events is not None:
             self._dispatch.emit(events)
-        if self._dispatch.call_listeners:
+        if self._dispatch.call_listeners and stale is not None:  # None: counted before (expired)
             result = "rejected" if ticket.shadow else outcome.value
             self._dispatch.call(
                 call_event(

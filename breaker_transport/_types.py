@@ -145,3 +145,8 @@ class Eviction:
     """A circuit dropped to keep the registry within ``max_circuits``."""
 
     key: str
+
+
+#: What the state machine leaves for the listeners, collected under the lock, emitted after it.
+#: A ``CallEvent`` appears here only for a call the machine settles by itself (an expired probe).
+Event = StateChange | Eviction | CallEvent

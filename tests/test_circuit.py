@@ -173,7 +173,7 @@ def test_never_closed_probe_loses_its_slot_after_probe_timeout() -> None:
     replacement = c.admit(6.0)
     assert isinstance(replacement, Ticket) and replacement.probe
     assert c.ignored == 1 and c.in_flight == 1
-    assert c.settle(probe, F, False, 7.0) is True  # its late close changes nothing
+    assert c.settle(probe, F, False, 7.0) is None  # its late close changes (and counts) nothing
     assert c.state is HALF_OPEN and c.failures == 1 and c.ignored == 1  # the first failure only
 
 

@@ -145,3 +145,41 @@ def test_eviction_work_is_bounded_when_every_circuit_is_open(
             client.get(f"http://dead{n}.example/")
     assert len(transport.stats()) == 1000
     assert checks <= 1000 * EVICTION_SCAN  # a full scan each time would be 1,000,000
+
+
+@pytest.mark.anyio
+async def test_call_listeners_agree_with_stats_for_a_probe_whose_slot_expired() -> None:
+    """The expired probe is reported as ignored when its slot expires, and its late close reports
+    nothing: on_call tallies (the metrics exporters) and stats() count it the same way."""
+    from breaker_transport import AsyncCircuitBreakerTransport, BreakerListener, CallEvent
+    from breaker_transport.testing import ManualClock
+
+    from .helpers import Reply, StreamingTransport
+
+    class Calls(BreakerListener):
+        def __init__(self) -> None:
+            self.results: list[str] = []
+
+        def on_call(self, event: CallEvent) -> None:
+            self.results.append(event.result)
+
+    clock = ManualClock()
+    answers = iter([Reply(503), Reply(200), Reply(200)])
+    calls = Calls()
+    transport = AsyncCircuitBreakerTransport(
+        StreamingTransport(lambda r: next(answers)),
+        policy=BreakerPolicy(failure_threshold=1, recovery_timeout=10.0, probe_timeout=30.0),
+        clock=clock,
+        listeners=[calls],
+    )
+    url = "https://api.example.com/"
+    async with httpx.AsyncClient(transport=transport) as client:
+        await client.get(url)
+        clock.advance(10.0)
+        abandoned = await client.send(client.build_request("GET", url), stream=True)
+        clock.advance(30.0)
+        await client.get(url)  # expires the abandoned probe, then probes and closes
+        await abandoned.aclose()  # late: counts nothing
+    stats = transport.stats()["https://api.example.com"]
+    assert calls.results == ["failure", "ignored", "success"]
+    assert (stats.failures, stats.ignored, stats.successes) == (1, 1, 1)

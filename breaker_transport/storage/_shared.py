@@ -35,7 +35,16 @@ from typing import TYPE_CHECKING, Any
 from .._circuit import CLOSED, DISABLED, FAILURE, HALF_OPEN, IGNORED, OPEN, SUCCESS, Ticket
 from .._keys import parse_origin
 from .._policy import BreakerPolicy
-from .._types import CallEvent, CircuitState, CircuitStats, Eviction, Mode, Outcome, StateChange
+from .._types import (
+    CircuitState,
+    CircuitStats,
+    Event,
+    Eviction,
+    Mode,
+    Outcome,
+    StateChange,
+    call_event,
+)
 from ._base import StorageUnavailableError
 from ._rules import (
     ADMIT,
@@ -348,7 +357,7 @@ class SharedCircuits:
                 circuit.key,
             )
 
-    def drain(self) -> list[StateChange | Eviction] | None:
+    def drain(self) -> list[Event] | None:
         """*locked* Pending events; an evicted circuit also loses its mirror bookkeeping."""
         events = self.core._registry.drain()
         if events:
@@ -371,7 +380,7 @@ class SharedCircuits:
 
     def local_settle(
         self, ticket: Ticket, outcome: Outcome, slow: bool, hint: float | None, now: float
-    ) -> bool:
+    ) -> bool | None:
         """*locked* The in-process state machine settles it (counted; maybe moves local state).
 
         While the store is away that local state is the worker's own view, merged at the next
@@ -396,9 +405,13 @@ class SharedCircuits:
             rnd,
         )
 
-    def settled(self, ticket: Ticket, outcome: Outcome, reply: Reply, now: float) -> bool:
-        """*locked* Count the call locally and mirror the reply. Returns True if it was stale."""
+    def settled(self, ticket: Ticket, outcome: Outcome, reply: Reply, now: float) -> bool | None:
+        """*locked* Count the call locally and mirror the reply. Returns True if it was stale,
+        None if this worker had counted it already (a probe whose slot expired here)."""
         circuit = ticket.circuit
+        if ticket.settled:
+            self.mirror(circuit, reply, now)
+            return None
         ticket.settled = True
         if ticket.probe and circuit.probes:
             circuit._release_probe(ticket)
@@ -417,18 +430,18 @@ class SharedCircuits:
         ticket: Ticket,
         outcome: Outcome,
         slow: bool,
-        stale: bool,
+        stale: bool | None,
         now: float,
-        events: list[StateChange | Eviction] | None,
+        events: list[Event] | None,
     ) -> None:
         """Outside the lock: transitions, then the per-call event."""
         dispatch = self.core._dispatch
         if events:
             dispatch.emit(events)
-        if dispatch.call_listeners:
+        if dispatch.call_listeners and stale is not None:
             result = "rejected" if ticket.shadow else outcome.value
             dispatch.call(
-                CallEvent(
+                call_event(
                     ticket.circuit.key,
                     result,
                     ticket.state,
@@ -596,7 +609,7 @@ class SyncSharedCircuits(SharedCircuits):
         core = self.core
         if now is None:
             now = core._clock()
-        stale = False
+        stale: bool | None = False
         if self.settles_locally(ticket, outcome):
             with core._lock:
                 stale = self.local_settle(ticket, outcome, slow, hint, now)
