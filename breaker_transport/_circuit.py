@@ -342,6 +342,16 @@ class Circuit:
             self.window.clear()
         self.successes = self.failures = self.ignored = self.rejections = 0
 
+    def forget_in_flight(self) -> None:
+        """In a forked child: the parent's calls in flight will never settle here. Drop them
+        (uncounted, they are the parent's) and give back their probe slots."""
+        self.in_flight = 0
+        recovery = self.recovery
+        if recovery is not None and recovery.probes:
+            for probe in recovery.probes:
+                probe.settled = True
+            recovery.probes = []
+
     def refresh(self, now: float) -> None:
         """Apply the lazy transition: an expired open circuit becomes half-open when read."""
         if self.state is OPEN and not self.forced and now >= self.open_until:

@@ -92,6 +92,13 @@ class Registry:
         events.clear()
         return drained
 
+    def after_fork(self) -> None:
+        """In a forked child: a fresh lock (another thread of the parent may have held this one
+        at the fork, and would never release it here), and none of the parent's calls in flight."""
+        self.lock = threading.Lock()
+        for circuit in self.circuits.values():
+            circuit.forget_in_flight()
+
     # -- operations (locked) -------------------------------------------------------------------
 
     def get(self, key: str) -> Circuit | None:

@@ -15,6 +15,7 @@ import copy
 import inspect
 import logging
 import math
+import os
 import random
 import time
 import weakref
@@ -42,6 +43,26 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 logger = logging.getLogger("breaker_transport")
+
+#: Every live transport (twins included), so that a forked child can reset their locks.
+_LIVE: weakref.WeakSet[BreakerCore[Any]] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A transport created before ``os.fork`` (gunicorn ``--preload``) keeps its circuits in the
+    child, but never the parent's locks or calls in flight. (RedisStorage also renews its
+    connections; see ``storage/_shared.py``.)"""
+    done: set[int] = set()
+    for core in list(_LIVE):
+        registry = core._registry
+        if id(registry) not in done:
+            done.add(id(registry))
+            registry.after_fork()
+        core._lock = registry.lock
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 _EXTENSION = "circuit_breaker"
 _OPTION_NAMES = frozenset({"bypass", "key"})
@@ -222,6 +243,7 @@ class BreakerCore(Generic[TransportT]):
         twin._inner = self._checked_inner(transport)
         twin._closed = False
         twin._http_options = None
+        _LIVE.add(twin)
         return twin
 
     def _setup(
@@ -268,6 +290,7 @@ class BreakerCore(Generic[TransportT]):
             check_policy_per_request=key is not None,
         )
         self._lock = self._registry.lock
+        _LIVE.add(self)
         # Transitions and evictions waiting to be emitted; empty on almost every call (see drain).
         self._pending = self._registry.context.events
         self._dispatch = Dispatcher(on_state_change, listeners)

@@ -26,7 +26,6 @@ import itertools
 import logging
 import math
 import os
-import threading
 import time
 import weakref
 from collections.abc import Mapping, Sequence
@@ -206,10 +205,8 @@ class SharedCircuits:
         return self.down and time.monotonic() < self.retry_at
 
     def after_fork(self) -> None:
-        """In a forked child: fresh locks, connections and identity; no inherited trust."""
-        lock = threading.Lock()
-        self.core._registry.lock = lock
-        self.core._lock = lock
+        """In a forked child: fresh connections and identity; no inherited trust. (The
+        transport's own fork handler, in ``_transport.py``, renews the locks of every transport.)"""
         self.backend = self.backend.fork()
         self.token = _token()
         self.seq = itertools.count()
