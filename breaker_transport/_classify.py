@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
+from datetime import timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -67,6 +68,17 @@ def call_classifier(
     return None
 
 
+def _http_date(text: str) -> float:
+    """Unix time of an HTTP-date in any of RFC 9110's three forms (IMF-fixdate, RFC 850, asctime).
+
+    An HTTP-date is always GMT; the asctime form carries no zone, so a naive result is UTC, never
+    the machine's local time."""
+    parsed = parsedate_to_datetime(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
+
+
 def parse_retry_after(value: str, date: str | None, wall_now: float) -> float | None:
     """Seconds a ``Retry-After`` header asks for, or None when it is unusable.
 
@@ -81,14 +93,14 @@ def parse_retry_after(value: str, date: str | None, wall_now: float) -> float | 
         # thousands of digits raises) and let the caller cap it again at max_recovery_timeout.
         return float(int(text)) if len(text) <= 12 else 1e12
     try:
-        when = parsedate_to_datetime(text).timestamp()
+        when = _http_date(text)
     except (TypeError, ValueError, IndexError, OverflowError):
         logger.debug("ignoring unparseable Retry-After %r", value)
         return None
     base = wall_now
     if date:
         try:
-            base = parsedate_to_datetime(date.strip()).timestamp()
+            base = _http_date(date.strip())
         except (TypeError, ValueError, IndexError, OverflowError):
             logger.debug("ignoring unparseable Date %r; measuring Retry-After on our clock", date)
     delta = when - base

@@ -483,6 +483,10 @@ def test_failed_probe_with_retry_after(make: Callable[..., Scripted], clock: Man
         ("-1", None, 0.0, None),
         ("1e3", None, 0.0, None),
         ("٣", None, 0.0, None),  # a non-ASCII digit is not delta-seconds
+        # RFC 9110's obsolete forms, which recipients must accept: RFC 850 and asctime (GMT).
+        ("Tuesday, 14-Nov-23 22:15:00 GMT", "Tue, 14 Nov 2023 22:13:20 GMT", 0.0, 100.0),
+        ("Tue Nov 14 22:15:00 2023", "Tue, 14 Nov 2023 22:13:20 GMT", 0.0, 100.0),
+        ("Tue Nov 14 22:15:00 2023", None, 1_699_999_900.0, 200.0),
     ],
 )
 def test_parse_retry_after(
