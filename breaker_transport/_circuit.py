@@ -417,11 +417,14 @@ class Circuit:
     def snapshot(self, now: float) -> CircuitStats:
         self.refresh(now)
         window = self.window
-        calls = failures = slow = 0
-        if window is not None:
-            window.advance(now)
-            calls, failures, slow = window.calls, window.failures, window.slow
-        enough = window is not None and calls >= self.policy.minimum_calls and calls > 0
+        if window is None:
+            return self.stats_with(now, 0, 0, 0)
+        window.advance(now)
+        return self.stats_with(now, window.calls, window.failures, window.slow)
+
+    def stats_with(self, now: float, calls: int, failures: int, slow: int) -> CircuitStats:
+        """A snapshot with the given window counts (this circuit's, or a shared store's)."""
+        enough = self.policy.has_window and calls >= self.policy.minimum_calls and calls > 0
         return CircuitStats(
             state=self.state,
             consecutive_failures=self.consecutive_failures,

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
-from ._types import CallEvent, CircuitState, Event, Eviction, StateChange
+from ._types import CallEvent, CircuitState, Event, Eviction, Outcome, StateChange, call_event
+
+if TYPE_CHECKING:
+    from ._circuit import Ticket
 
 logger = logging.getLogger("breaker_transport")
 
@@ -123,6 +127,25 @@ class Dispatcher:
                     listener.on_state_change(event)
                 except Exception:
                     logger.exception("breaker listener %r failed in on_state_change", listener)
+
+    def settled(
+        self, ticket: Ticket, outcome: Outcome, slow: bool, stale: bool | None, now: float
+    ) -> None:
+        """Tell the call listeners how an admitted call settled (None: it was counted before, as
+        an expired probe, and reports nothing now)."""
+        if self.call_listeners and stale is not None:
+            result = "rejected" if ticket.shadow else outcome.value
+            self.call(
+                call_event(
+                    ticket.circuit.key,
+                    result,
+                    ticket.state,
+                    now - ticket.admitted_at,
+                    slow,
+                    stale,
+                    ticket.shadow,
+                )
+            )
 
     def call(self, event: CallEvent) -> None:
         for listener in self.call_listeners:

@@ -619,19 +619,8 @@ class BreakerCore(Generic[TransportT]):
             lock.release()
         if events is not None:
             self._dispatch.emit(events)
-        if self._dispatch.call_listeners and stale is not None:  # None: counted before (expired)
-            result = "rejected" if ticket.shadow else outcome.value
-            self._dispatch.call(
-                call_event(
-                    ticket.circuit.key,
-                    result,
-                    ticket.state,
-                    now - ticket.admitted_at,
-                    slow,
-                    stale,
-                    ticket.shadow,
-                )
-            )
+        if self._dispatch.call_listeners:
+            self._dispatch.settled(ticket, outcome, slow, stale, now)
         return None
 
 

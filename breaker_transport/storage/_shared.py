@@ -42,7 +42,6 @@ from .._types import (
     Mode,
     Outcome,
     StateChange,
-    call_event,
 )
 from ._base import StorageUnavailableError
 from ._rules import (
@@ -435,44 +434,14 @@ class SharedCircuits:
         dispatch = self.core._dispatch
         if events:
             dispatch.emit(events)
-        if dispatch.call_listeners and stale is not None:
-            result = "rejected" if ticket.shadow else outcome.value
-            dispatch.call(
-                call_event(
-                    ticket.circuit.key,
-                    result,
-                    ticket.state,
-                    now - ticket.admitted_at,
-                    slow,
-                    stale,
-                    ticket.shadow,
-                )
-            )
+        dispatch.settled(ticket, outcome, slow, stale, now)
 
     # -- operator API (locked steps) -----------------------------------------------------------
 
     def stats_from(self, circuit: Circuit, reply: Reply, now: float) -> CircuitStats:
         """*locked* This worker's counters with the shared state and window."""
         self.mirror(circuit, reply, now)
-        calls, failures, slow = reply[12], reply[13], reply[14]
-        policy = circuit.policy
-        enough = policy.has_window and calls >= policy.minimum_calls and calls > 0
-        return CircuitStats(
-            state=circuit.state,
-            consecutive_failures=circuit.consecutive_failures,
-            successes=circuit.successes,
-            failures=circuit.failures,
-            ignored=circuit.ignored,
-            rejections=circuit.rejections,
-            in_flight=circuit.in_flight,
-            retry_after=circuit.retry_after(now),
-            mode=circuit.mode,
-            forced_open=circuit.forced,
-            window_calls=calls,
-            failure_rate=failures / calls if enough else None,
-            slow_call_rate=slow / calls if enough else None,
-            generation=circuit.generation,
-        )
+        return circuit.stats_with(now, reply[12], reply[13], reply[14])
 
     def applied(self, key: str, reply: Reply, now: float, *, create: bool) -> None:
         """*locked* Mirror an operator call's reply into the local circuit (made if ``create``)."""
