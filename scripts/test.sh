@@ -19,7 +19,7 @@ fi
 
 "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[test,dev]"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[test,dev,bench]"
 
 "$VENV/bin/ruff" check breaker_transport tests benchmarks examples
 "$VENV/bin/ruff" format --check breaker_transport tests benchmarks examples
@@ -39,13 +39,24 @@ LOWEST_TESTS=(
     tests/test_keys.py tests/test_registry.py tests/test_testing_helpers.py
     tests/test_client_settings.py tests/test_contract.py tests/test_model_based.py
     tests/test_faults.py tests/test_bad_input.py tests/test_regressions.py tests/test_resources.py
-    tests/test_pytest_httpx.py
+    tests/test_fork.py tests/test_pytest_httpx.py
 )
-"$PYTHON" -m venv "$LOW_VENV"
+# ... on the lowest supported Python too, where this machine has it (else the default one).
+LOW_PYTHON=${LOW_PYTHON:-}
+if [ -z "$LOW_PYTHON" ]; then
+    for candidate in python3.10 "$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.10*/bin/python3 2>/dev/null | head -n 1)"; do
+        if [ -n "$candidate" ] && "$candidate" --version >/dev/null 2>&1; then
+            LOW_PYTHON=$candidate
+            break
+        fi
+    done
+fi
+LOW_PYTHON=${LOW_PYTHON:-$PYTHON}
+"$LOW_PYTHON" -m venv "$LOW_VENV"
 "$LOW_VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
 "$LOW_VENV/bin/python" -m pip install -q --disable-pip-version-check -e . "httpx==0.27.0" \
     "pytest-httpx==0.31.*" "respx>=0.21" "anyio>=4" "trio>=0.25" "hypothesis>=6.100" \
     "httpx2>=2.16; python_version >= '3.11'"
-"$LOW_VENV/bin/python" -c 'import httpx; print("environment 2: httpx", httpx.__version__, "(lowest)")'
+"$LOW_VENV/bin/python" -c 'import httpx, sys; print("environment 2: httpx", httpx.__version__, "(lowest), Python", sys.version.split()[0])'
 BREAKER_EXPECT_PYTEST_HTTPX=1 "$LOW_VENV/bin/python" -m pytest -m "not load" -p no:cacheprovider \
     "${LOWEST_TESTS[@]}" "$@"
