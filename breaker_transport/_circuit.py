@@ -168,7 +168,7 @@ class Circuit:
                 return self._reject(recovery.open_until - now, now)
             self._transition(HALF_OPEN, "recovery timeout elapsed", now)
         if recovery.probes:
-            self._expire_probes(now)
+            self.expire_probes(now)
         probes = recovery.probes
         assert probes is not None
         if len(probes) < self.policy.half_open_max_calls:
@@ -185,7 +185,7 @@ class Circuit:
         self.rejections += 1
         return retry_after
 
-    def _expire_probes(self, now: float) -> None:
+    def expire_probes(self, now: float) -> None:
         """A probe whose response is never closed gives its slot back after ``probe_timeout``."""
         recovery = self.recovery
         assert recovery is not None and recovery.probes is not None
@@ -222,6 +222,16 @@ class Circuit:
         """
         if ticket.settled:
             return None  # an expired probe (already counted as ignored), or a second settle
+        if (
+            ticket.probe
+            and ticket.generation == self.generation  # still half-open, its slot still held
+            and now - ticket.admitted_at >= self.policy.probe_timeout
+        ):
+            # Closed after its slot expired, with no admission in between to notice: it expires
+            # now, as it would have then (whatever other traffic there was, the same result).
+            self.expire_probes(now)
+            if ticket.settled:
+                return None
         ticket.settled = True
         if ticket.probe:
             self._release_probe(ticket)
@@ -353,9 +363,12 @@ class Circuit:
             recovery.probes = []
 
     def refresh(self, now: float) -> None:
-        """Apply the lazy transition: an expired open circuit becomes half-open when read."""
+        """Apply the lazy steps when read: an expired open circuit becomes half-open, and probes
+        held past ``probe_timeout`` give their slots back."""
         if self.state is OPEN and not self.forced and now >= self.open_until:
             self._transition(HALF_OPEN, "recovery timeout elapsed", now)
+        elif self.state is HALF_OPEN and self.probes:
+            self.expire_probes(now)
 
     # -- the recovery state, by name (the registry, a shared storage, tests read these) ---------
 

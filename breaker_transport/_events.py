@@ -9,7 +9,16 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from ._types import CallEvent, CircuitState, Event, Eviction, Outcome, StateChange, call_event
+from ._types import (
+    CallEvent,
+    CircuitState,
+    Event,
+    Eviction,
+    Notice,
+    Outcome,
+    StateChange,
+    call_event,
+)
 
 if TYPE_CHECKING:
     from ._circuit import Ticket
@@ -106,6 +115,9 @@ class Dispatcher:
         for event in events:
             if isinstance(event, CallEvent):
                 self.call(event)
+                continue
+            if isinstance(event, Notice):
+                logger.log(event.level, event.message, *event.args, exc_info=event.exc)
                 continue
             if isinstance(event, Eviction):
                 for listener in self.evict_listeners:

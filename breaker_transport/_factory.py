@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from ._policy import BreakerPolicy
     from ._transport import Clock, Fallback, KeyFunction
     from ._types import StateChange
+    from .storage._base import Storage
 
     LimitsT = TypeVar("LimitsT")
     ProxyT = TypeVar("ProxyT")
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
         max_circuits: int
         rng: random.Random | None
         listeners: Iterable[BreakerListener]
+        storage: Storage | None
 
     class HTTPBreakerOptions(BreakerOptions, Generic[LimitsT, ProxyT], total=False):
         """The breaker's options and the library's ``(Async)HTTPTransport`` options."""

@@ -67,6 +67,7 @@ class _Httpx(BreakerCore[TransportT]):
     _open_error = CircuitOpenError
     _response_type = httpx.Response
     _url_type = httpx.URL
+    _other_library = ("httpx2", "breaker_transport.httpx2's transports")
 
     @classmethod
     def over_http(cls, **options: Unpack[Options]) -> Self:

@@ -17,7 +17,7 @@ from typing import Any
 from ._circuit import CLOSED, Circuit, Context, Ticket
 from ._keys import PolicyResolver, host_and_port, parse_origin
 from ._policy import BreakerPolicy
-from ._types import Event, Eviction, Mode
+from ._types import Event, Eviction, Mode, Notice
 
 logger = logging.getLogger("breaker_transport")
 
@@ -127,18 +127,22 @@ class Registry:
     def _policy_for_url(self, url: Any) -> BreakerPolicy:
         try:
             return self.resolver.resolve(*host_and_port(url))
-        except Exception:  # a URL type we cannot read: its circuit gets the default policy
-            logger.debug("cannot read the host of %r; using the default policy", url, exc_info=True)
+        except Exception as exc:  # a URL type we cannot read: its circuit gets the default policy
+            message = "cannot read the host of %r; using the default policy"
+            self.context.events.append(Notice(logging.DEBUG, message, (url,), exc))
             return self.resolver.default
 
     def _check_agreement(self, circuit: Circuit, url: Any) -> None:
         policy = self._policy_for_url(url)
         if policy is not circuit.policy and circuit.key not in self._warned:
             self._warned.add(circuit.key)
-            logger.warning(
-                "circuit %r is shared by hosts with different per_host policies (a custom key= "
-                "groups them); it keeps the policy it was created with",
-                circuit.key,
+            self.context.events.append(
+                Notice(
+                    logging.WARNING,
+                    "circuit %r is shared by hosts with different per_host policies (a custom "
+                    "key= groups them); it keeps the policy it was created with",
+                    (circuit.key,),
+                )
             )
 
     def _create(self, key: str, policy: BreakerPolicy) -> Circuit:

@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import random
+import sys
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -102,7 +103,12 @@ class CircuitOpenErrorMixin(Exception):
     state: CircuitState
 
     def __init__(
-        self, key: str, retry_after: float, *, request: Any = None, state: CircuitState
+        self,
+        key: str,
+        retry_after: float,
+        *,
+        request: Any = None,
+        state: CircuitState = CircuitState.OPEN,
     ) -> None:
         # The message is built when it is read (__str__), not here: building the error is most of
         # what a rejection costs, and formatting the message would be a third of that.
@@ -110,6 +116,11 @@ class CircuitOpenErrorMixin(Exception):
         self.key = key
         self.retry_after = retry_after
         self.state = state
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Picklable (multiprocessing, pytest-xdist, task queues): the default would call
+        # __init__ with the message alone. The request is dropped, as httpx's own errors lose it.
+        return (_rebuild_open_error, (type(self), self.key, self.retry_after, self.state))
 
     def __str__(self) -> str:
         if math.isinf(self.retry_after):
@@ -119,6 +130,12 @@ class CircuitOpenErrorMixin(Exception):
         else:
             when = f"a probe is allowed in {self.retry_after:.3f}s"
         return f"circuit {self.key} is open: {when}"
+
+
+def _rebuild_open_error(
+    cls: type[CircuitOpenErrorMixin], key: str, retry_after: float, state: CircuitState
+) -> CircuitOpenErrorMixin:
+    return cls(key, retry_after, state=state)
 
 
 def _keyword_names(function: Callable[..., Any]) -> frozenset[str]:
@@ -161,6 +178,8 @@ class BreakerCore(Generic[TransportT]):
     _open_error: ClassVar[type[CircuitOpenErrorMixin]]
     _response_type: ClassVar[type[Any]]
     _url_type: ClassVar[type[Any]]
+    #: the other httpx-shaped library, and where this package's transports for it live
+    _other_library: ClassVar[tuple[str, str]]
     # Set by each twin (async, sync) of a flavour.
     _http_transport: ClassVar[Callable[..., Any]]  # the library's (Async)HTTPTransport
     _inner_method: ClassVar[str]  # "handle_async_request" / "handle_request"
@@ -202,6 +221,17 @@ class BreakerCore(Generic[TransportT]):
         )
 
     def _checked_inner(self, transport: object) -> object:
+        # The twins duck-type their inner transport, but the other library's transports have the
+        # same methods and would fail later, obscurely (httpx asserts on its own stream class).
+        other_name, other_home = self._other_library
+        other = sys.modules.get(other_name)
+        if other is not None and isinstance(
+            transport, (other.BaseTransport, other.AsyncBaseTransport)
+        ):
+            raise TypeError(
+                f"transport is an {other_name} transport ({type(transport).__name__}), and "
+                f"{self._library} clients cannot use it; for {other_name}, use {other_home}"
+            )
         if not callable(getattr(transport, self._inner_method, None)):
             raise TypeError(
                 f"transport must be an {self._library}.{self._inner_base} (it has no "
@@ -645,10 +675,12 @@ class AsyncBreakerCore(BreakerCore[TransportT]):
             return response
         try:
             response = await self._inner.handle_async_request(request)
+            return self._track(admission, request, response, self._body)
         except BaseException as exc:
+            # Raised by the inner transport, or while tracking what it returned (an inner that
+            # returned something other than a response): either way the call settles, once.
             self._settle_exception(admission, request, exc)
             raise
-        return self._track(admission, request, response, self._body)
 
     async def __aenter__(self) -> Self:
         await self._inner.__aenter__()
@@ -726,10 +758,10 @@ class SyncBreakerCore(BreakerCore[TransportT]):
             return response
         try:
             response = self._inner.handle_request(request)
-        except BaseException as exc:
+            return self._track(admission, request, response, self._body)
+        except BaseException as exc:  # as in handle_async_request
             self._settle_exception(admission, request, exc)
             raise
-        return self._track(admission, request, response, self._body)
 
     def __enter__(self) -> Self:
         self._inner.__enter__()

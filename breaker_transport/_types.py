@@ -147,6 +147,16 @@ class Eviction:
     key: str
 
 
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A log line decided under the lock and written after it (handlers are user code too)."""
+
+    level: int
+    message: str
+    args: tuple[object, ...] = ()
+    exc: BaseException | None = None
+
+
 #: What the state machine leaves for the listeners, collected under the lock, emitted after it.
 #: A ``CallEvent`` appears here only for a call the machine settles by itself (an expired probe).
-Event = StateChange | Eviction | CallEvent
+Event = StateChange | Eviction | CallEvent | Notice

@@ -80,6 +80,7 @@ class _Httpx2(BreakerCore[TransportT]):
     _open_error = CircuitOpenError
     _response_type = httpx2.Response
     _url_type = httpx2.URL
+    _other_library = ("httpx", "breaker_transport's transports (not breaker_transport.httpx2's)")
 
     @classmethod
     def over_http(cls, **options: Unpack[Options]) -> Self:

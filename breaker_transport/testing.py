@@ -74,6 +74,8 @@ class ManualClock:
 
     def set(self, now: float) -> None:
         """Jump to ``now`` (never backwards: a monotonic clock does not go back)."""
+        if isinstance(now, bool) or not isinstance(now, (int, float)) or not math.isfinite(now):
+            raise TypeError(f"ManualClock.set(now) takes a finite number, got {now!r}")
         with self._lock:
             if now < self._now:
                 raise ValueError(f"ManualClock.set({now!r}) would go back from {self._now!r}")

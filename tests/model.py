@@ -16,9 +16,11 @@ Behaviour it encodes (one circuit per key, every step at a time ``now``):
 - open: rejected (``retry_after`` = the time left; infinity when forced) until the open period
   ends, then half-open at the first admission or read at or after that time.
 - half-open: up to ``half_open_max_calls`` probes in flight; others are rejected with retry_after 0.
-  A probe admitted ``probe_timeout`` seconds ago or more loses its slot at the next admission and
-  counts as ignored (its late outcome changes nothing). ``success_threshold`` good probes close the
-  circuit; a failed or slow probe re-opens it, for an open period lengthened by the backoff.
+  A probe admitted ``probe_timeout`` seconds ago or more loses its slot at the next admission, read
+  or its own close, whichever comes first, and counts as ignored (its late outcome changes nothing;
+  so a late probe is ignored whatever other traffic there was). ``success_threshold`` good probes
+  close the circuit; a failed or slow probe re-opens it, for an open period lengthened by the
+  backoff.
 - an outcome whose call was admitted in an older generation (before a transition) is counted in the
   totals but moves nothing; so is any outcome that arrives while the state is not the one the call
   was admitted in.
@@ -162,6 +164,16 @@ class Model:
         c = self.circuits.get(key)
         if c is not None and c.state is OPEN and not c.forced and now >= c.open_until:
             self._move(c, HALF_OPEN, now)
+        elif c is not None and c.state is HALF_OPEN:
+            self._expire(c, now)
+
+    def _expire(self, c: ModelCircuit, now: float) -> None:
+        for probe in list(c.probes):
+            if probe.admitted_at <= now - c.policy.probe_timeout:
+                c.probes.remove(probe)
+                probe.done = True
+                c.in_flight -= 1
+                c.ignored += 1
 
     # -- the request path ----------------------------------------------------------------------
 
@@ -179,12 +191,7 @@ class Model:
             if now < c.open_until:
                 return self._reject(c, c.open_until - now, now)
             self._move(c, HALF_OPEN, now)
-        for probe in list(c.probes):
-            if probe.admitted_at <= now - c.policy.probe_timeout:
-                c.probes.remove(probe)
-                probe.done = True
-                c.in_flight -= 1
-                c.ignored += 1
+        self._expire(c, now)
         if len(c.probes) < c.policy.half_open_max_calls:
             ticket = ModelTicket(key, c.generation, now, HALF_OPEN, True, False)
             c.probes.append(ticket)
@@ -205,6 +212,10 @@ class Model:
         c = self.circuits[ticket.key]
         if ticket.done:
             return
+        if ticket.probe and ticket.generation == c.generation:
+            self._expire(c, now)
+            if ticket.done:
+                return
         ticket.done = True
         if ticket in c.probes:
             c.probes.remove(ticket)

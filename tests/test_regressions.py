@@ -183,3 +183,154 @@ async def test_call_listeners_agree_with_stats_for_a_probe_whose_slot_expired() 
     stats = transport.stats()["https://api.example.com"]
     assert calls.results == ["failure", "ignored", "success"]
     assert (stats.failures, stats.ignored, stats.successes) == (1, 1, 1)
+
+
+def test_a_probe_closed_after_probe_timeout_changes_nothing_even_with_no_traffic_between() -> None:
+    """Review finding: expiry ran only at the next admission, so a late close with no request in
+    between still counted and closed the circuit."""
+    from .helpers import Reply, StreamingTransport
+
+    clock = ManualClock()
+    answers = iter([Reply(503), Reply(200)])
+    transport = CircuitBreakerTransport(
+        StreamingTransport(lambda r: next(answers)),
+        policy=BreakerPolicy(failure_threshold=1, recovery_timeout=10.0, probe_timeout=5.0),
+        clock=clock,
+    )
+    url = "https://api.example.com/"
+    with httpx.Client(transport=transport) as client:
+        client.get(url)
+        clock.advance(10.0)
+        probe = client.send(client.build_request("GET", url), stream=True)
+        clock.advance(5.0)
+        stats = transport.stats()["https://api.example.com"]
+        assert (stats.in_flight, stats.ignored) == (0, 1)  # a read notices the expiry too
+        probe.close()
+    stats = transport.stats()["https://api.example.com"]
+    assert stats.state is CircuitState.HALF_OPEN  # the late success did not close it
+    assert (stats.successes, stats.ignored, stats.in_flight) == (0, 1, 0)
+
+
+def test_a_late_probe_close_alone_counts_it_once_as_ignored() -> None:
+    from .helpers import Reply, StreamingTransport
+
+    clock = ManualClock()
+    answers = iter([Reply(503), Reply(200)])
+    transport = CircuitBreakerTransport(
+        StreamingTransport(lambda r: next(answers)),
+        policy=BreakerPolicy(failure_threshold=1, recovery_timeout=10.0, probe_timeout=5.0),
+        clock=clock,
+    )
+    url = "https://api.example.com/"
+    with httpx.Client(transport=transport) as client:
+        client.get(url)
+        clock.advance(10.0)
+        probe = client.send(client.build_request("GET", url), stream=True)
+        clock.advance(6.0)
+        probe.close()  # nothing read the circuit in between
+    stats = transport.stats()["https://api.example.com"]
+    assert stats.state is CircuitState.HALF_OPEN
+    assert (stats.successes, stats.ignored, stats.in_flight) == (0, 1, 0)
+
+
+def test_a_late_probe_of_an_older_half_open_period_counts_as_stale_after_a_reset() -> None:
+    """The model-based test found it: a probe closed after probe_timeout, once an operator reset
+    had closed the circuit, hit an assertion (there was no half-open state left to expire it in)."""
+    from .helpers import Reply, StreamingTransport
+
+    clock = ManualClock()
+    answers = iter([Reply(503), Reply(200)])
+    transport = CircuitBreakerTransport(
+        StreamingTransport(lambda r: next(answers)),
+        policy=BreakerPolicy(failure_threshold=1, recovery_timeout=10.0, probe_timeout=5.0),
+        clock=clock,
+    )
+    with httpx.Client(transport=transport) as client:
+        client.get(URL)
+        clock.advance(10.0)
+        probe = client.send(client.build_request("GET", URL), stream=True)
+        transport.reset(KEY)
+        clock.advance(6.0)
+        probe.close()  # a stale success: counted, moves nothing
+    stats = transport.stats()[KEY]
+    assert stats.state is CircuitState.CLOSED
+    assert (stats.successes, stats.failures, stats.in_flight) == (1, 0, 0)  # reset zeroed the rest
+
+
+def test_an_inner_transport_returning_no_response_settles_the_call() -> None:
+    class Broken(httpx.BaseTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            return None  # type: ignore[return-value]
+
+    transport = CircuitBreakerTransport(Broken(), clock=ManualClock())
+    with httpx.Client(transport=transport) as client, pytest.raises(AttributeError):
+        client.get("https://api.example.com/")
+    stats = transport.stats()["https://api.example.com"]
+    assert (stats.ignored, stats.in_flight) == (1, 0)
+
+
+def test_circuit_open_error_pickles_and_has_a_default_state() -> None:
+    import pickle
+
+    from breaker_transport import CircuitOpenError
+
+    error = CircuitOpenError("https://api.example.com", 2.5, state=CircuitState.HALF_OPEN)
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is CircuitOpenError
+    assert (copy.key, copy.retry_after, copy.state) == (error.key, 2.5, CircuitState.HALF_OPEN)
+    assert str(copy) == str(error)
+    assert CircuitOpenError("k", 1.0).state is CircuitState.OPEN  # for users' own test doubles
+
+
+def test_the_other_librarys_transport_is_refused_clearly() -> None:
+    httpx2 = pytest.importorskip("httpx2")
+    with pytest.raises(TypeError, match="is an httpx2 transport"):
+        CircuitBreakerTransport(httpx2.MockTransport(lambda r: httpx2.Response(200)))
+    from breaker_transport import httpx2 as twin
+
+    with pytest.raises(TypeError, match="is an httpx transport"):
+        twin.CircuitBreakerTransport(httpx.MockTransport(lambda r: httpx.Response(200)))
+
+
+def test_no_log_call_happens_under_the_lock() -> None:
+    """A logging handler is user code: one that reads the breaker (which takes its lock) while the
+    policy-conflict warning is logged would deadlock if that warning were logged under the lock."""
+    import logging
+    import threading
+
+    transport = CircuitBreakerTransport(
+        fixed(200),
+        key=lambda request: "shared",
+        per_host={"a.example": BreakerPolicy(failure_threshold=2)},
+        clock=ManualClock(),
+    )
+
+    class ReadsTheBreaker(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            transport.stats()
+
+    handler = ReadsTheBreaker()
+    logger = logging.getLogger("breaker_transport")
+    logger.addHandler(handler)
+
+    def run() -> None:
+        with httpx.Client(transport=transport) as client:
+            client.get("https://a.example/")
+            client.get("https://b.example/")  # another policy, same key: the warning
+
+    worker = threading.Thread(target=run, daemon=True)
+    try:
+        worker.start()
+        worker.join(10)
+    finally:
+        logger.removeHandler(handler)
+    assert not worker.is_alive(), "deadlocked: a log call ran under the registry lock"
+
+
+def test_manual_clock_set_rejects_what_advance_rejects() -> None:
+    clock = ManualClock()
+    for bad in (math.nan, math.inf, "5"):
+        with pytest.raises(TypeError, match=r"ManualClock\.set"):
+            clock.set(bad)  # type: ignore[arg-type]
+    clock.set(3.0)
+    assert clock() == 3.0

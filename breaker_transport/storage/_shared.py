@@ -40,6 +40,7 @@ from .._types import (
     Event,
     Eviction,
     Mode,
+    Notice,
     Outcome,
     StateChange,
 )
@@ -238,7 +239,7 @@ class SharedCircuits:
             self.dirty.add(key)
             return True, self.local_admit(circuit, now)
         if circuit.probes:
-            circuit._expire_probes(now)  # this worker's never-closed probes give up their slot
+            circuit.expire_probes(now)  # this worker's never-closed probes give up their slot
         until = self.trust.get(key)
         if (
             until is not None
@@ -346,11 +347,14 @@ class SharedCircuits:
             self.trust.pop(circuit.key, None)
         if reply[10] & F_POLICY_MISMATCH and circuit.key not in self.policy_warned:
             self.policy_warned.add(circuit.key)
-            logger.warning(
-                "circuit %r: workers disagree on its policy (the shared state was made with "
-                "another one); each worker applies its own rules to it. Give every worker the "
-                "same policy, or a different RedisStorage prefix",
-                circuit.key,
+            self.core._registry.context.events.append(  # logged after the lock is released
+                Notice(
+                    logging.WARNING,
+                    "circuit %r: workers disagree on its policy (the shared state was made with "
+                    "another one); each worker applies its own rules to it. Give every worker "
+                    "the same policy, or a different RedisStorage prefix",
+                    (circuit.key,),
+                )
             )
 
     def drain(self) -> list[Event] | None:
@@ -405,6 +409,13 @@ class SharedCircuits:
         """*locked* Count the call locally and mirror the reply. Returns True if it was stale,
         None if this worker had counted it already (a probe whose slot expired here)."""
         circuit = ticket.circuit
+        if (
+            ticket.probe
+            and ticket.generation == circuit.generation
+            and circuit.probes
+            and now - ticket.admitted_at >= circuit.policy.probe_timeout
+        ):
+            circuit.expire_probes(now)  # closed after its slot expired: as in the in-memory circuit
         if ticket.settled:
             self.mirror(circuit, reply, now)
             return None
