@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from contextlib import closing
 
 import httpx
 import pytest
@@ -185,50 +186,46 @@ async def test_call_listeners_agree_with_stats_for_a_probe_whose_slot_expired() 
     assert (stats.failures, stats.ignored, stats.successes) == (1, 1, 1)
 
 
-def test_a_probe_closed_after_probe_timeout_changes_nothing_even_with_no_traffic_between() -> None:
-    """Review finding: expiry ran only at the next admission, so a late close with no request in
-    between still counted and closed the circuit."""
+def _probing(
+    clock: ManualClock,
+) -> tuple[CircuitBreakerTransport, httpx.Client, httpx.Response]:
+    """A circuit opened by a 503, then 10 s later a streamed probe (a 200) left open."""
     from .helpers import Reply, StreamingTransport
 
-    clock = ManualClock()
     answers = iter([Reply(503), Reply(200)])
     transport = CircuitBreakerTransport(
         StreamingTransport(lambda r: next(answers)),
         policy=BreakerPolicy(failure_threshold=1, recovery_timeout=10.0, probe_timeout=5.0),
         clock=clock,
     )
-    url = "https://api.example.com/"
-    with httpx.Client(transport=transport) as client:
-        client.get(url)
-        clock.advance(10.0)
-        probe = client.send(client.build_request("GET", url), stream=True)
+    client = httpx.Client(transport=transport)
+    client.get(URL)
+    clock.advance(10.0)
+    return transport, client, client.send(client.build_request("GET", URL), stream=True)
+
+
+def test_a_probe_closed_after_probe_timeout_changes_nothing_even_with_no_traffic_between() -> None:
+    """Review finding: expiry ran only at the next admission, so a late close with no request in
+    between still counted and closed the circuit."""
+    clock = ManualClock()
+    transport, client, probe = _probing(clock)
+    with closing(client):
         clock.advance(5.0)
-        stats = transport.stats()["https://api.example.com"]
+        stats = transport.stats()[KEY]
         assert (stats.in_flight, stats.ignored) == (0, 1)  # a read notices the expiry too
         probe.close()
-    stats = transport.stats()["https://api.example.com"]
+    stats = transport.stats()[KEY]
     assert stats.state is CircuitState.HALF_OPEN  # the late success did not close it
     assert (stats.successes, stats.ignored, stats.in_flight) == (0, 1, 0)
 
 
 def test_a_late_probe_close_alone_counts_it_once_as_ignored() -> None:
-    from .helpers import Reply, StreamingTransport
-
     clock = ManualClock()
-    answers = iter([Reply(503), Reply(200)])
-    transport = CircuitBreakerTransport(
-        StreamingTransport(lambda r: next(answers)),
-        policy=BreakerPolicy(failure_threshold=1, recovery_timeout=10.0, probe_timeout=5.0),
-        clock=clock,
-    )
-    url = "https://api.example.com/"
-    with httpx.Client(transport=transport) as client:
-        client.get(url)
-        clock.advance(10.0)
-        probe = client.send(client.build_request("GET", url), stream=True)
+    transport, client, probe = _probing(clock)
+    with closing(client):
         clock.advance(6.0)
         probe.close()  # nothing read the circuit in between
-    stats = transport.stats()["https://api.example.com"]
+    stats = transport.stats()[KEY]
     assert stats.state is CircuitState.HALF_OPEN
     assert (stats.successes, stats.ignored, stats.in_flight) == (0, 1, 0)
 
@@ -236,19 +233,9 @@ def test_a_late_probe_close_alone_counts_it_once_as_ignored() -> None:
 def test_a_late_probe_of_an_older_half_open_period_counts_as_stale_after_a_reset() -> None:
     """The model-based test found it: a probe closed after probe_timeout, once an operator reset
     had closed the circuit, hit an assertion (there was no half-open state left to expire it in)."""
-    from .helpers import Reply, StreamingTransport
-
     clock = ManualClock()
-    answers = iter([Reply(503), Reply(200)])
-    transport = CircuitBreakerTransport(
-        StreamingTransport(lambda r: next(answers)),
-        policy=BreakerPolicy(failure_threshold=1, recovery_timeout=10.0, probe_timeout=5.0),
-        clock=clock,
-    )
-    with httpx.Client(transport=transport) as client:
-        client.get(URL)
-        clock.advance(10.0)
-        probe = client.send(client.build_request("GET", URL), stream=True)
+    transport, client, probe = _probing(clock)
+    with closing(client):
         transport.reset(KEY)
         clock.advance(6.0)
         probe.close()  # a stale success: counted, moves nothing
