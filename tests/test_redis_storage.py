@@ -23,6 +23,7 @@ import redis.asyncio
 
 from breaker_transport import (
     AsyncCircuitBreakerTransport,
+    BreakerListener,
     BreakerPolicy,
     CircuitBreakerTransport,
     CircuitOpenError,
@@ -685,3 +686,64 @@ def test_a_flapping_redis_logs_one_warning_and_never_fails_a_request(
     assert len(back) == 3
     assert t._storage.down is False
     t.close()
+
+
+# -- events produced before the round trip ---------------------------------------------------
+
+
+class _Evictions(BreakerListener):
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+
+    def on_evict(self, key: str) -> None:
+        self.keys.append(key)
+
+
+def test_an_eviction_made_before_the_round_trip_is_reported(redis_url: str) -> None:
+    """Review finding: the events of the locked step before the Redis call (an eviction, a
+    policy notice, an expired probe) were drained, then dropped by the drain after the call."""
+    evictions = _Evictions()
+    transport = CircuitBreakerTransport(
+        httpx.MockTransport(status_host([200])),
+        max_circuits=1,
+        listeners=[evictions],
+        storage=RedisStorage(redis.Redis.from_url(redis_url), prefix="ev", timeout=PATIENT),
+    )
+    send(transport, "http://a.test/")
+    send(transport, "http://b.test/")  # makes b's circuit, evicting a's, then asks Redis
+    assert evictions.keys == ["http://a.test"]
+    transport.close()
+
+
+@pytest.mark.anyio
+async def test_an_eviction_made_before_the_round_trip_is_reported_async(redis_url: str) -> None:
+    evictions = _Evictions()
+    transport = AsyncCircuitBreakerTransport(
+        httpx.MockTransport(status_host([200])),
+        max_circuits=1,
+        listeners=[evictions],
+        storage=RedisStorage(redis.asyncio.Redis.from_url(redis_url), prefix="ev", timeout=PATIENT),
+    )
+    for url in ("http://a.test/", "http://b.test/"):
+        await transport.handle_async_request(httpx.Request("GET", url))
+    assert evictions.keys == ["http://a.test"]
+    await transport.aclose()
+
+
+def test_an_inner_transport_returning_no_response_settles_the_call(redis_url: str) -> None:
+    """As in the in-memory path: the call is counted (ignored), not left in flight."""
+
+    class Broken(httpx.BaseTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            return None  # type: ignore[return-value]
+
+    transport = CircuitBreakerTransport(
+        Broken(),
+        storage=RedisStorage(redis.Redis.from_url(redis_url), prefix="none", timeout=PATIENT),
+    )
+    with pytest.raises(AttributeError):
+        transport.handle_request(httpx.Request("GET", HOST))
+    stats = transport.stats()
+    (circuit,) = stats.values()
+    assert (circuit.ignored, circuit.in_flight) == (1, 0)
+    transport.close()

@@ -447,6 +447,86 @@ class SharedCircuits:
             dispatch.emit(events)
         dispatch.settled(ticket, outcome, slow, stale, now)
 
+    # -- the steps around a round trip (the sync and async twins add only the I/O) -------------
+    # Each step takes the lock, works, drains and reports its own events after releasing it: the
+    # events made before a round trip (an eviction, a notice, an expired probe) are never lost.
+
+    def emit(self, events: list[Event] | None) -> None:
+        if events:
+            self.core._dispatch.emit(events)
+
+    def begin_admission(
+        self, key: str, url: Any, now: float
+    ) -> tuple[Circuit, Ticket | float | None, tuple[Call, str, bool] | None]:
+        """(circuit, verdict, None) when decided here; else (circuit, None, (the admission call,
+        its probe member, whether to refresh the default mode)) for the store."""
+        with self.core._lock:
+            circuit = self.circuit_for(key, url)
+            done, result = self.try_local(circuit, now)
+            pending = None if done else self.admit_call(circuit, now)
+            events = self.drain()
+        self.emit(events)
+        return circuit, result, pending
+
+    def admission_failed(
+        self, exc: BaseException, key: str, url: Any, now: float
+    ) -> Ticket | float | None:
+        """The store did not answer: this worker's own circuit decides."""
+        self.unavailable(exc)
+        with self.core._lock:
+            result = self.fallback_admit(key, url, now)
+            events = self.drain()
+        self.emit(events)
+        return result
+
+    def admission_answered(
+        self,
+        circuit: Circuit,
+        answer: tuple[Reply, bytes | None],
+        member: str,
+        refresh: bool,
+        now: float,
+    ) -> Ticket | float | None:
+        reply, default_mode = answer
+        self.available()
+        with self.core._lock:
+            if refresh:
+                self.set_default_mode(default_mode)
+            result = self.admitted(circuit, reply, member, now)
+            events = self.drain()
+        self.emit(events)
+        return result
+
+    def settle_here(
+        self, ticket: Ticket, outcome: Outcome, slow: bool, hint: float | None, now: float
+    ) -> None:
+        """Settle in this worker's circuit only (nothing shared can change, or Redis is away)."""
+        with self.core._lock:
+            stale = self.local_settle(ticket, outcome, slow, hint, now)
+            events = self.drain()
+        self.report(ticket, outcome, slow, stale, now, events)
+
+    def settle_failed(
+        self,
+        exc: BaseException,
+        ticket: Ticket,
+        outcome: Outcome,
+        slow: bool,
+        hint: float | None,
+        now: float,
+    ) -> None:
+        self.unavailable(exc)
+        self.settle_here(ticket, outcome, slow, hint, now)
+
+    def settle_answered(
+        self, ticket: Ticket, outcome: Outcome, slow: bool, reply: Reply, now: float
+    ) -> None:
+        self.available()
+        with self.core._lock:
+            stale = self.settled(ticket, outcome, reply, now)
+            events = self.drain()
+        self.report(ticket, outcome, slow, stale, now, events)
+
     # -- operator API (locked steps) -----------------------------------------------------------
 
     def stats_from(self, circuit: Circuit, reply: Reply, now: float) -> CircuitStats:
@@ -481,8 +561,7 @@ class SharedCircuits:
             if circuit is not None:
                 self.mirror(circuit, replies[0], now)
             events = self.drain()
-        if events:
-            self.core._dispatch.emit(events)
+        self.emit(events)
         return _STATES[replies[0][1]]
 
     def stats_after(self, keys: list[str], replies: list[Reply] | None) -> dict[str, CircuitStats]:
@@ -500,8 +579,7 @@ class SharedCircuits:
                 if circuit is not None:
                     result[key] = self.stats_from(circuit, reply, now)
             events = self.drain()
-        if events:
-            core._dispatch.emit(events)
+        self.emit(events)
         return result
 
     def op_calls(
@@ -518,8 +596,7 @@ class SharedCircuits:
             for key, reply in zip(keys, replies, strict=True):
                 self.applied(key, reply, now, create=create)
             events = self.drain()
-        if events:
-            self.core._dispatch.emit(events)
+        self.emit(events)
 
     def scan_pattern(self) -> str:
         return f"{_escape_glob(self.prefix)}:{{*}}"
@@ -544,10 +621,12 @@ class SyncSharedCircuits(SharedCircuits):
             return response
         try:
             response = core._inner.handle_request(request)
+            return core._track(admission, request, response, core._body)  # type: ignore[attr-defined]
         except BaseException as exc:
+            # As in the in-memory path: an inner transport that returned something other than a
+            # response settles the call too.
             core._settle_exception(admission, request, exc)
             raise
-        return core._track(admission, request, response, core._body)  # type: ignore[attr-defined]
 
     def admit(self, request: Any) -> Any:
         core = self.core
@@ -555,57 +634,32 @@ class SyncSharedCircuits(SharedCircuits):
         if bypass:
             return key
         now = core._clock()
-        with core._lock:
-            circuit = self.circuit_for(key, request.url)
-            done, result = self.try_local(circuit, now)
-            if not done:
-                call, member, refresh = self.admit_call(circuit, now)
-            events = self.drain()
-        if not done:
+        circuit, result, pending = self.begin_admission(key, request.url, now)
+        if pending is not None:
+            call, member, refresh = pending
             try:
-                reply, default_mode = self.backend.call(call, self.mode_key if refresh else None)
+                answer = self.backend.call(call, self.mode_key if refresh else None)
             except Exception as exc:
-                self.unavailable(exc)
-                with core._lock:
-                    result = self.fallback_admit(key, request.url, now)
-                    events = self.drain()
+                result = self.admission_failed(exc, key, request.url, now)
             else:
-                self.available()
-                with core._lock:
-                    if refresh:
-                        self.set_default_mode(default_mode)
-                    result = self.admitted(circuit, reply, member, now)
-                    events = self.drain()
-        if events:
-            core._dispatch.emit(events)
+                result = self.admission_answered(circuit, answer, member, refresh, now)
         return verdict(core, request, key, result)
 
     def settle(
         self, ticket: Ticket, outcome: Outcome, slow: bool, hint: float | None, now: float | None
     ) -> None:
-        core = self.core
         if now is None:
-            now = core._clock()
-        stale: bool | None = False
+            now = self.core._clock()
         if self.settles_locally(ticket, outcome):
-            with core._lock:
-                stale = self.local_settle(ticket, outcome, slow, hint, now)
-                events = self.drain()
+            self.settle_here(ticket, outcome, slow, hint, now)
+            return
+        call = self.settle_call(ticket, outcome, slow, hint)
+        try:
+            reply, _ = self.backend.call(call, None)
+        except Exception as exc:
+            self.settle_failed(exc, ticket, outcome, slow, hint, now)
         else:
-            call = self.settle_call(ticket, outcome, slow, hint)
-            try:
-                reply, _ = self.backend.call(call, None)
-            except Exception as exc:
-                self.unavailable(exc)
-                with core._lock:
-                    stale = self.local_settle(ticket, outcome, slow, hint, now)
-                    events = self.drain()
-            else:
-                self.available()
-                with core._lock:
-                    stale = self.settled(ticket, outcome, reply, now)
-                    events = self.drain()
-        self.report(ticket, outcome, slow, stale, now, events)
+            self.settle_answered(ticket, outcome, slow, reply, now)
 
     # -- operator API --------------------------------------------------------------------------
 
@@ -665,11 +719,11 @@ class AsyncSharedCircuits(SharedCircuits):
             return response
         try:
             response = await core._inner.handle_async_request(request)
+            response = core._track(admission, request, response, core._body)  # type: ignore[attr-defined]
         except BaseException as exc:
-            core._settle_exception(admission, request, exc)
+            core._settle_exception(admission, request, exc)  # see SyncSharedCircuits
             await self.flush(admission)
             raise
-        response = core._track(admission, request, response, core._body)  # type: ignore[attr-defined]
         await self.flush(admission)
         return response
 
@@ -687,33 +741,17 @@ class AsyncSharedCircuits(SharedCircuits):
         if bypass:
             return key
         now = core._clock()
-        with core._lock:
-            circuit = self.circuit_for(key, request.url)
-            done, result = self.try_local(circuit, now)
-            if not done:
-                call, member, refresh = self.admit_call(circuit, now)
-            events = self.drain()
-        if not done:
+        circuit, result, pending = self.begin_admission(key, request.url, now)
+        if pending is not None:
+            call, member, refresh = pending
             try:
                 # Shielded and bounded: a request cancelled mid-admission must not leave a probe
                 # lease it never learnt about (it would hold the slot until its lease ends).
-                reply, default_mode = await self.backend.shielded(
-                    call, self.mode_key if refresh else None
-                )
+                answer = await self.backend.shielded(call, self.mode_key if refresh else None)
             except Exception as exc:
-                self.unavailable(exc)
-                with core._lock:
-                    result = self.fallback_admit(key, request.url, now)
-                    events = self.drain()
+                result = self.admission_failed(exc, key, request.url, now)
             else:
-                self.available()
-                with core._lock:
-                    if refresh:
-                        self.set_default_mode(default_mode)
-                    result = self.admitted(circuit, reply, member, now)
-                    events = self.drain()
-        if events:
-            core._dispatch.emit(events)
+                result = self.admission_answered(circuit, answer, member, refresh, now)
         return verdict(core, request, key, result)
 
     def settle(
@@ -721,14 +759,10 @@ class AsyncSharedCircuits(SharedCircuits):
     ) -> Any:
         """Settle now if nothing shared can change (returns None); else return the coroutine that
         settles in the store, also kept on the ticket for ``flush``."""
-        core = self.core
         if now is None:
-            now = core._clock()
+            now = self.core._clock()
         if self.settles_locally(ticket, outcome):
-            with core._lock:
-                stale = self.local_settle(ticket, outcome, slow, hint, now)
-                events = self.drain()
-            self.report(ticket, outcome, slow, stale, now, events)
+            self.settle_here(ticket, outcome, slow, hint, now)
             return None
         pending = self._settle_remote(ticket, outcome, slow, hint, now)
         ticket.shared.pending = pending
@@ -737,23 +771,14 @@ class AsyncSharedCircuits(SharedCircuits):
     async def _settle_remote(
         self, ticket: Ticket, outcome: Outcome, slow: bool, hint: float | None, now: float
     ) -> None:
-        core = self.core
-        remote = ticket.shared
-        remote.pending = None
+        ticket.shared.pending = None
         call = self.settle_call(ticket, outcome, slow, hint)
         try:
             reply, _ = await self.backend.shielded(call, None)
         except Exception as exc:
-            self.unavailable(exc)
-            with core._lock:
-                stale = self.local_settle(ticket, outcome, slow, hint, now)
-                events = self.drain()
+            self.settle_failed(exc, ticket, outcome, slow, hint, now)
         else:
-            self.available()
-            with core._lock:
-                stale = self.settled(ticket, outcome, reply, now)
-                events = self.drain()
-        self.report(ticket, outcome, slow, stale, now, events)
+            self.settle_answered(ticket, outcome, slow, reply, now)
 
     # -- operator API --------------------------------------------------------------------------
 
