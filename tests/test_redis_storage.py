@@ -747,3 +747,41 @@ def test_an_inner_transport_returning_no_response_settles_the_call(redis_url: st
     (circuit,) = stats.values()
     assert (circuit.ignored, circuit.in_flight) == (1, 0)
     transport.close()
+
+
+def test_every_kind_of_round_trip_reloads_a_script_redis_lost(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After ``SCRIPT FLUSH`` (a restart or failover does the same): the admission with the
+    default-mode refresh, the plain admission and the operator reads each load it again, and
+    none of them falls back to local state."""
+    client = redis.Redis.from_url(redis_url)
+    transport = sync_breaker(redis_url, status_host([503]), sync_interval=3600.0)
+    with caplog.at_level(logging.WARNING, logger="breaker_transport"):
+        client.script_flush()
+        assert send(transport) == 503  # the first admission also reads the default mode
+        client.script_flush()
+        assert send(transport) == 503  # EVALSHA alone
+        client.script_flush()
+        assert transport.stats()[HOST].consecutive_failures == 2  # the operator read
+    assert [r.getMessage() for r in caplog.records if "unavailable" in r.getMessage()] == []
+    transport.close()
+    client.close()
+
+
+@pytest.mark.anyio
+async def test_every_kind_of_async_round_trip_reloads_a_script_redis_lost(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    transport = async_breaker(redis_url, status_host([503]), sync_interval=3600.0)
+    with caplog.at_level(logging.WARNING, logger="breaker_transport"):
+        for _ in range(2):  # the first admission also reads the default mode; then EVALSHA
+            client.script_flush()
+            response = await transport.handle_async_request(httpx.Request("GET", HOST))
+            assert response.status_code == 503
+        client.script_flush()
+        assert (await transport.astats())[HOST].consecutive_failures == 2
+    assert [r.getMessage() for r in caplog.records if "unavailable" in r.getMessage()] == []
+    await transport.aclose()
+    client.close()

@@ -199,6 +199,24 @@ class _Backend:
         # The inherited connections belong to the parent: never touch them, make new ones.
         return type(self)(self.source, self.timeout)
 
+    def _pipeline(self, calls: Sequence[Call], mode_key: str | None) -> Any:
+        """The script calls (then the run-time default mode, if asked) in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for keys, args in calls:
+            pipe.execute_command("EVALSHA", self.sha, 3, *keys, *args)
+        if mode_key is not None:
+            pipe.execute_command("HGET", mode_key, "mode")
+        return pipe
+
+    def _checked(self, results: list[Any]) -> list[Any] | None:
+        """A pipeline's results; None if Redis had lost the script (load it, send again)."""
+        if any(isinstance(r, self.no_script) for r in results):
+            return None
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return results
+
 
 class SyncBackend(_Backend):
     def call(self, call: Call, mode_key: str | None) -> tuple[Reply, Any]:
@@ -210,19 +228,15 @@ class SyncBackend(_Backend):
             except self.no_script:
                 self.client.script_load(SCRIPT)
                 return self._evalsha(keys, args), None
+        results = self._run([call], mode_key)
+        return parse_reply(results[0]), results[1]
+
+    def _run(self, calls: Sequence[Call], mode_key: str | None) -> list[Any]:
         for _ in range(2):
-            pipe = self.client.pipeline(transaction=False)
-            pipe.execute_command("EVALSHA", self.sha, 3, *keys, *args)
-            pipe.execute_command("HGET", mode_key, "mode")
-            reply, mode = pipe.execute(raise_on_error=False)
-            if isinstance(reply, self.no_script):
-                self.client.script_load(SCRIPT)
-                continue
-            if isinstance(reply, Exception):
-                raise reply
-            if isinstance(mode, Exception):
-                raise mode
-            return parse_reply(reply), mode
+            results = self._checked(self._pipeline(calls, mode_key).execute(raise_on_error=False))
+            if results is not None:
+                return results
+            self.client.script_load(SCRIPT)
         raise RuntimeError("the breaker script could not be loaded into Redis")
 
     def _evalsha(self, keys: Sequence[str], args: Sequence[str]) -> Reply:
@@ -232,19 +246,7 @@ class SyncBackend(_Backend):
         if not calls:
             return []
         self.round_trips += 1
-        for _ in range(2):
-            pipe = self.client.pipeline(transaction=False)
-            for keys, args in calls:
-                pipe.execute_command("EVALSHA", self.sha, 3, *keys, *args)
-            replies = pipe.execute(raise_on_error=False)
-            if any(isinstance(r, self.no_script) for r in replies):
-                self.client.script_load(SCRIPT)
-                continue
-            for reply in replies:
-                if isinstance(reply, Exception):
-                    raise reply
-            return [parse_reply(reply) for reply in replies]
-        raise RuntimeError("the breaker script could not be loaded into Redis")
+        return [parse_reply(reply) for reply in self._run(calls, None)]
 
     def scan(self, pattern: str) -> Iterator[str]:
         for name in self.client.scan_iter(match=pattern, count=1000, _type="HASH"):
@@ -289,19 +291,17 @@ class AsyncBackend(_Backend):
             except self.no_script:
                 await self.client.script_load(SCRIPT)
                 return await self._evalsha(keys, args), None
+        results = await self._run([call], mode_key)
+        return parse_reply(results[0]), results[1]
+
+    async def _run(self, calls: Sequence[Call], mode_key: str | None) -> list[Any]:
         for _ in range(2):
-            pipe = self.client.pipeline(transaction=False)
-            pipe.execute_command("EVALSHA", self.sha, 3, *keys, *args)
-            pipe.execute_command("HGET", mode_key, "mode")
-            reply, mode = await pipe.execute(raise_on_error=False)
-            if isinstance(reply, self.no_script):
-                await self.client.script_load(SCRIPT)
-                continue
-            if isinstance(reply, Exception):
-                raise reply
-            if isinstance(mode, Exception):
-                raise mode
-            return parse_reply(reply), mode
+            results = self._checked(
+                await self._pipeline(calls, mode_key).execute(raise_on_error=False)
+            )
+            if results is not None:
+                return results
+            await self.client.script_load(SCRIPT)
         raise RuntimeError("the breaker script could not be loaded into Redis")
 
     async def _evalsha(self, keys: Sequence[str], args: Sequence[str]) -> Reply:
@@ -311,19 +311,7 @@ class AsyncBackend(_Backend):
         if not calls:
             return []
         self.round_trips += 1
-        for _ in range(2):
-            pipe = self.client.pipeline(transaction=False)
-            for keys, args in calls:
-                pipe.execute_command("EVALSHA", self.sha, 3, *keys, *args)
-            replies = await pipe.execute(raise_on_error=False)
-            if any(isinstance(r, self.no_script) for r in replies):
-                await self.client.script_load(SCRIPT)
-                continue
-            for reply in replies:
-                if isinstance(reply, Exception):
-                    raise reply
-            return [parse_reply(reply) for reply in replies]
-        raise RuntimeError("the breaker script could not be loaded into Redis")
+        return [parse_reply(reply) for reply in await self._run(calls, None)]
 
     async def scan(self, pattern: str) -> AsyncIterator[str]:
         async for name in self.client.scan_iter(match=pattern, count=1000, _type="HASH"):
