@@ -204,6 +204,18 @@ class Circuit:
                 )
         recovery.probes = kept
 
+    def expired_at_close(self, ticket: Ticket, now: float) -> bool:
+        """A probe closed after ``probe_timeout`` with no admission or read in between to notice:
+        its slot expires now, as it would have then (the same result whatever other traffic
+        there was). True if the probe is settled (counted as ignored) by that."""
+        if (
+            ticket.generation == self.generation  # still half-open, its slot still held
+            and self.probes
+            and now - ticket.admitted_at >= self.policy.probe_timeout
+        ):
+            self.expire_probes(now)
+        return ticket.settled
+
     # -- settlement ----------------------------------------------------------------------------
 
     def settle(
@@ -220,18 +232,8 @@ class Circuit:
         ``slow`` says the headers took longer than the policy's ``slow_call_duration``;
         ``retry_after_hint`` is a parsed ``Retry-After`` (seconds) of a failing 429/503 response.
         """
-        if ticket.settled:
+        if ticket.settled or (ticket.probe and self.expired_at_close(ticket, now)):
             return None  # an expired probe (already counted as ignored), or a second settle
-        if (
-            ticket.probe
-            and ticket.generation == self.generation  # still half-open, its slot still held
-            and now - ticket.admitted_at >= self.policy.probe_timeout
-        ):
-            # Closed after its slot expired, with no admission in between to notice: it expires
-            # now, as it would have then (whatever other traffic there was, the same result).
-            self.expire_probes(now)
-            if ticket.settled:
-                return None
         ticket.settled = True
         if ticket.probe:
             self._release_probe(ticket)

@@ -409,14 +409,7 @@ class SharedCircuits:
         """*locked* Count the call locally and mirror the reply. Returns True if it was stale,
         None if this worker had counted it already (a probe whose slot expired here)."""
         circuit = ticket.circuit
-        if (
-            ticket.probe
-            and ticket.generation == circuit.generation
-            and circuit.probes
-            and now - ticket.admitted_at >= circuit.policy.probe_timeout
-        ):
-            circuit.expire_probes(now)  # closed after its slot expired: as in the in-memory circuit
-        if ticket.settled:
+        if ticket.settled or (ticket.probe and circuit.expired_at_close(ticket, now)):
             self.mirror(circuit, reply, now)
             return None
         ticket.settled = True
