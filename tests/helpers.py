@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import anyio
 import httpx
 
+from breaker_transport import BreakerListener, CallEvent, StateChange
+
 Chunk = bytes | BaseException
 
 
@@ -120,3 +122,17 @@ def fixed(status: int = 200, content: bytes = b"ok", **headers: str) -> httpx.Mo
     return httpx.MockTransport(
         lambda request: httpx.Response(status, content=content, headers=headers)
     )
+
+
+class Recorder(BreakerListener):
+    """Every state change and call event a transport reports, in order."""
+
+    def __init__(self) -> None:
+        self.changes: list[StateChange] = []
+        self.calls: list[CallEvent] = []
+
+    def on_state_change(self, change: StateChange) -> None:
+        self.changes.append(change)
+
+    def on_call(self, event: CallEvent) -> None:
+        self.calls.append(event)

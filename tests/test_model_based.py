@@ -61,6 +61,7 @@ from .drivers import (
     http_date,
     verdict_classifier,
 )
+from .helpers import Recorder
 from .model import Model, ModelTicket
 
 # trio reports httpx's own abandoned async generators (a body closed before its end) at garbage
@@ -287,18 +288,6 @@ def response_fallback(request: httpx.Request, error: CircuitOpenError) -> httpx.
 
 def raising_fallback(request: httpx.Request, error: CircuitOpenError) -> httpx.Response:
     raise FallbackError(error)
-
-
-class Recorder(BreakerListener):
-    def __init__(self) -> None:
-        self.changes: list[StateChange] = []
-        self.calls: list[CallEvent] = []
-
-    def on_state_change(self, change: StateChange) -> None:
-        self.changes.append(change)
-
-    def on_call(self, event: CallEvent) -> None:
-        self.calls.append(event)
 
 
 class Exploder(BreakerListener):

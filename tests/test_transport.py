@@ -12,7 +12,6 @@ import pytest
 
 from breaker_transport import (
     AsyncCircuitBreakerTransport,
-    BreakerListener,
     BreakerPolicy,
     CallEvent,
     CircuitOpenError,
@@ -23,7 +22,7 @@ from breaker_transport import (
 )
 from breaker_transport.testing import ManualClock
 
-from .helpers import GatedTransport, Reply, StreamingTransport, fixed
+from .helpers import GatedTransport, Recorder, Reply, StreamingTransport, fixed
 
 pytestmark = pytest.mark.anyio
 
@@ -463,18 +462,6 @@ async def test_fallback_must_return_a_response(clock: ManualClock) -> None:
         await client.get(URL)
         with pytest.raises(TypeError, match=r"fallback must return an httpx.Response, got 'nope'"):
             await client.get(URL)
-
-
-class Recorder(BreakerListener):
-    def __init__(self) -> None:
-        self.changes: list[StateChange] = []
-        self.calls: list[CallEvent] = []
-
-    def on_state_change(self, change: StateChange) -> None:
-        self.changes.append(change)
-
-    def on_call(self, event: CallEvent) -> None:
-        self.calls.append(event)
 
 
 async def test_listeners_see_transitions_and_calls_and_a_failing_one_breaks_nothing(
