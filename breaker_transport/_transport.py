@@ -747,9 +747,9 @@ class SyncBreakerCore(BreakerCore[TransportT]):
     _router_handler = "handler"
 
     def handle_request(self, request: Any) -> Any:
-        if self._storage is not None:
-            return self._storage.handle_request(self, request)
-        admission = self._admit(request)
+        # A shared storage admits (and settles) through its store; the rest is the same path.
+        storage = self._storage
+        admission = self._admit(request) if storage is None else storage.admit(request)
         if admission.__class__ is not Ticket:
             if admission.__class__ is not str:
                 return admission

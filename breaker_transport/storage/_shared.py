@@ -602,25 +602,6 @@ class SharedCircuits:
 class SyncSharedCircuits(SharedCircuits):
     """The sync twin: blocking calls to ``redis.Redis``, for ``CircuitBreakerTransport``."""
 
-    def handle_request(self, core: BreakerCore[Any], request: Any) -> Any:
-        """The request path of ``core`` (this engine's transport, or a ``wrap()`` twin of it,
-        which shares its circuits but has an inner transport of its own)."""
-        admission = self.admit(request)
-        if admission.__class__ is not Ticket:
-            if admission.__class__ is not str:
-                return admission  # the fallback's response
-            response = core._inner.handle_request(request)
-            response.extensions["circuit_breaker"] = core._pass_through_info(admission)
-            return response
-        try:
-            response = core._inner.handle_request(request)
-            return core._track(admission, request, response, core._body)  # type: ignore[attr-defined]
-        except BaseException as exc:
-            # As in the in-memory path: an inner transport that returned something other than a
-            # response settles the call too.
-            core._settle_exception(admission, request, exc)
-            raise
-
     def admit(self, request: Any) -> Any:
         core = self.core
         key, bypass = request_key(core, request)
@@ -702,7 +683,9 @@ class AsyncSharedCircuits(SharedCircuits):
     """The async twin: ``redis.asyncio`` (asyncio only), for ``AsyncCircuitBreakerTransport``."""
 
     async def handle_async_request(self, core: BreakerCore[Any], request: Any) -> Any:
-        """The request path of ``core`` (see ``SyncSharedCircuits.handle_request``)."""
+        """The request path of ``core``: this engine's transport, or a ``wrap()`` twin of it,
+        which shares its circuits but has an inner transport of its own. (The sync transport
+        only asks ``admit``: it awaits nothing.)"""
         admission = await self.admit(request)
         if admission.__class__ is not Ticket:
             if admission.__class__ is not str:
@@ -714,7 +697,7 @@ class AsyncSharedCircuits(SharedCircuits):
             response = await core._inner.handle_async_request(request)
             response = core._track(admission, request, response, core._body)  # type: ignore[attr-defined]
         except BaseException as exc:
-            core._settle_exception(admission, request, exc)  # see SyncSharedCircuits
+            core._settle_exception(admission, request, exc)  # also a non-response from the inner
             await self.flush(admission)
             raise
         await self.flush(admission)
